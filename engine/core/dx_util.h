@@ -1,0 +1,41 @@
+/* dx_util.h: small helpers every part uses: ids, clocks, files, logging.
+ * Thread-safe unless noted. */
+#ifndef DX_UTIL_H
+#define DX_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dx_error.h"
+
+#define DX_UUID_LEN 37 /* 36 chars + NUL */
+
+/* A random version-4 UUID from the kernel's generator, lower-case. */
+dx_status dx_uuid(char out[DX_UUID_LEN]);
+/* 1 if s is a canonical lower- or upper-case UUID string. */
+int dx_uuid_valid(const char *s);
+
+double dx_now(void);          /* CLOCK_MONOTONIC seconds */
+long long dx_unix_time(void); /* wall-clock seconds */
+
+/* mkdir -p with mode 0755. */
+dx_status dx_mkdirs(const char *path);
+/* Write data to path through path.tmp.<pid> and rename, so readers never see
+ * a half file. */
+dx_status dx_write_file_atomic(const char *path, const void *data, size_t n);
+/* Read a whole file into a malloc'd buffer (NUL-terminated; *n excludes it). */
+dx_status dx_read_file(const char *path, char **data, size_t *n);
+/* Remove a directory tree; missing is fine. */
+dx_status dx_rmtree(const char *path);
+
+/* Hex sha256 of a buffer (65 bytes with NUL). */
+void dx_sha256_hex(const void *data, size_t n, char out[65]);
+
+/* Log a line to stderr with time, level and program name (set once). */
+void dx_log_init(const char *program);
+void dx_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define DX_INFO(...) dx_log("info", __VA_ARGS__)
+#define DX_WARN(...) dx_log("warn", __VA_ARGS__)
+#define DX_ERROR(...) dx_log("error", __VA_ARGS__)
+
+#endif

@@ -1,0 +1,97 @@
+/* dx_test.c: the unit-test harness (see dx_test.h). */
+#include "dx_test.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dx_test_failures;
+
+int dx_test_run(const dx_test_case *cases, size_t n, int argc, char **argv) {
+  int passed = 0, failed = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (argc > 1 && !strstr(cases[i].name, argv[1])) continue;
+    dx_test_failures = 0;
+    fprintf(stderr, "[ RUN  ] %s\n", cases[i].name);
+    cases[i].fn();
+    if (dx_test_failures) {
+      fprintf(stderr, "[ FAIL ] %s\n", cases[i].name);
+      failed++;
+    } else {
+      fprintf(stderr, "[  OK  ] %s\n", cases[i].name);
+      passed++;
+    }
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
+static const char *join_env(const char *env, const char *fallback, const char *rel) {
+  static __thread char buf[4096];
+  const char *base = getenv(env);
+  if (!base || !*base) base = fallback;
+  snprintf(buf, sizeof buf, "%s/%s", base, rel);
+  return buf;
+}
+
+const char *dx_test_ref_path(const char *rel) { return join_env("DEMIX_REFERENCE", "../shared/reference", rel); }
+const char *dx_test_src_path(const char *rel) { return join_env("DEMIX_SOURCE", ".", rel); }
+
+static float half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else {
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) { man <<= 1; exp--; }
+      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+  else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+float *dx_test_read_tensor(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) { fprintf(stderr, "  cannot open %s\n", path); return NULL; }
+  fseek(f, 0, SEEK_END);
+  long bytes = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  int half = strlen(path) > 4 && !strcmp(path + strlen(path) - 4, ".f16");
+  size_t count = (size_t)bytes / (half ? 2 : 4);
+  float *out = malloc(count * sizeof(float) + 1);
+  void *raw = malloc((size_t)bytes + 1);
+  if (!out || !raw || fread(raw, 1, (size_t)bytes, f) != (size_t)bytes) {
+    free(out); free(raw); fclose(f);
+    return NULL;
+  }
+  fclose(f);
+  if (half) for (size_t i = 0; i < count; i++) out[i] = half_to_float(((uint16_t *)raw)[i]);
+  else memcpy(out, raw, count * 4);
+  free(raw);
+  *n = count;
+  return out;
+}
+
+double dx_test_rel_l2(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    num += d * d;
+    den += (double)b[i] * b[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+void dx_test_dump(const char *name, const float *x, size_t n) {
+  char path[4096];
+  const char *b = getenv("DEMIX_BUILD");
+  snprintf(path, sizeof path, "%s/tests/%s.f32", b && *b ? b : ".", name);
+  FILE *f = fopen(path, "wb");
+  if (!f) return;
+  fwrite(x, sizeof(float), n, f);
+  fclose(f);
+  fprintf(stderr, "  wrote %s\n", path);
+}
