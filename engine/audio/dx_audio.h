@@ -1,0 +1,70 @@
+/* dx_audio.h: audio in and out through libsndfile (WAV, FLAC, OGG/Vorbis,
+ * MP3), resampling through libsoxr.
+ *
+ * Samples are float32, planar: data[c * frames + i]. Every function is
+ * thread-safe; buffers belong to the dx_audio that holds them and are
+ * released by dx_audio_free. */
+#ifndef DX_AUDIO_H
+#define DX_AUDIO_H
+
+#include <stddef.h>
+
+#include "dx_error.h"
+
+typedef struct {
+  int channels;
+  int samplerate;
+  size_t frames;
+  double duration;  /* seconds */
+  char format[8];   /* "wav", "flac", "ogg", "mp3", "aiff", ... */
+  char subtype[16]; /* "pcm16", "pcm24", "float", "vorbis", "mp3", ... */
+} dx_audio_info;
+
+typedef struct {
+  float *data; /* planar [channels][frames], malloc'd */
+  int channels;
+  int samplerate;
+  size_t frames;
+} dx_audio;
+
+/* Open and decode the whole file to check it, without keeping the samples.
+ * DX_ERR_UNSUPPORTED: not audio libsndfile knows; DX_ERR_CORRUPT: damaged
+ * or truncated (decoding fails or stops short of the declared length);
+ * DX_ERR_EMPTY: no frames. Details in err. */
+dx_status dx_audio_probe(const char *path, dx_audio_info *info, dx_errbuf *err);
+/* The same over a memory buffer (used by the fuzz target). */
+dx_status dx_audio_probe_mem(const void *buf, size_t len, dx_audio_info *info, dx_errbuf *err);
+
+/* Decode a file. max_seconds > 0 refuses longer audio with DX_ERR_TOO_LONG
+ * before decoding. On success out owns its data. */
+dx_status dx_audio_load(const char *path, double max_seconds, dx_audio *out, dx_errbuf *err);
+void dx_audio_free(dx_audio *a); /* NULL and zeroed structs are fine */
+
+/* Resample every channel to rate with soxr's high quality recipe; a copy
+ * when the rate is already right. out is a new dx_audio. */
+dx_status dx_audio_resample(const dx_audio *in, int rate, dx_audio *out, dx_errbuf *err);
+/* Mean of the channels into a malloc'd mono buffer of in->frames samples. */
+dx_status dx_audio_downmix(const dx_audio *in, float **mono);
+/* Convert channel count as the official Demucs does: mono is duplicated,
+ * more channels than wanted keep the first `channels` when wanted > 1, and
+ * are averaged when wanted == 1. */
+dx_status dx_audio_remix(const dx_audio *in, int channels, dx_audio *out);
+
+typedef enum {
+  DX_ENC_WAV_PCM16 = 0, /* default, like the official separate tool */
+  DX_ENC_WAV_PCM24,
+  DX_ENC_WAV_FLOAT,
+  DX_ENC_FLAC,          /* 16-bit, or 24-bit with DX_ENC_FLAC24 */
+  DX_ENC_FLAC24,
+  DX_ENC_MP3,
+} dx_audio_encoding;
+
+/* File extension for an encoding ("wav", "flac", "mp3"). */
+const char *dx_audio_encoding_ext(dx_audio_encoding enc);
+
+/* Write planar samples to path atomically (temporary name, then rename).
+ * Integer encodings clip to [-1, 1). */
+dx_status dx_audio_write(const char *path, const float *planar, int channels, size_t frames, int samplerate,
+                         dx_audio_encoding enc, dx_errbuf *err);
+
+#endif
