@@ -1,2 +1,324 @@
+/* main.c: demix-fcgi, the FastCGI responder.
+ *
+ *   demix-fcgi [--socket PATH] [--workers N] [--pidfile PATH]
+ *
+ * The parent binds the unix socket (mode 0666 so nginx workers can connect),
+ * writes the pidfile and pre-forks N workers; it restarts a worker that dies
+ * and runs in the foreground. Each worker loops on FCGX_Accept_r with its own
+ * database connection and request pool. SIGTERM (or SIGINT): the parent
+ * passes SIGTERM on; a worker finishes the request it is in (SIGTERM is
+ * blocked while it handles one), stops accepting and exits; the parent then
+ * removes the socket and the pidfile and exits 0. A worker also retires after
+ * WORKER_MAX_REQUESTS requests and is replaced.
+ * Threading: single-threaded processes. */
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void) { return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dx_fcgi.h"
+
+const char *dx_fcgi_version(void);
+
+#define MAX_WORKERS 256
+/* A worker exits after this many requests and the parent starts a fresh one,
+ * so a slow leak inside a decoding library cannot grow without bound. */
+#define WORKER_MAX_REQUESTS 100000L
+
+/* --- worker ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t worker_stop;
+
+static void worker_on_term(int sig) {
+  (void)sig;
+  worker_stop = 1;
+  FCGX_ShutdownPending();
+}
+
+static int fcgi_write(void *ctx, const char *data, size_t n) {
+  FCGX_Stream *out = ctx;
+  return FCGX_PutStr(data, (int)n, out) == (int)n ? 0 : -1;
+}
+
+static long fcgi_read(void *ctx, char *buf, size_t n) {
+  FCGX_Stream *in = ctx;
+  if (n > 1 << 20) n = 1 << 20;
+  return FCGX_GetStr(buf, (int)n, in);
+}
+
+static const char *param(FCGX_Request *fr, const char *name) {
+  const char *v = FCGX_GetParam(name, fr->envp);
+  return v ? v : "";
+}
+
+static void handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool) {
+  dx_req r;
+  memset(&r, 0, sizeof r);
+  r.pool = pool;
+  r.w = w;
+  r.cfg = w->cfg;
+  r.method = param(fr, "REQUEST_METHOD");
+  if (!*r.method) r.method = "GET";
+  const char *path = param(fr, "DOCUMENT_URI");
+  if (!*path) {
+    const char *uri = param(fr, "REQUEST_URI");
+    const char *q = strchr(uri, '?');
+    path = q ? dx_pool_strndup(pool, uri, (size_t)(q - uri)) : uri;
+  }
+  r.path = path && *path ? path : "/";
+  r.query_string = param(fr, "QUERY_STRING");
+  const char *ct = param(fr, "CONTENT_TYPE");
+  r.content_type = *ct ? ct : NULL;
+  const char *auth = param(fr, "HTTP_AUTHORIZATION");
+  r.authorization = *auth ? auth : NULL;
+  const char *cl = param(fr, "CONTENT_LENGTH");
+  char *end = NULL;
+  r.content_length = *cl ? strtoll(cl, &end, 10) : -1;
+  if (*cl && (*end || r.content_length < 0)) r.content_length = -1;
+  const char *bf = param(fr, "REQUEST_BODY_FILE");
+  r.body_file = *bf ? bf : NULL;
+  r.read_body = fcgi_read;
+  r.read_ctx = fr->in;
+  dx_dispatch(&r, dx_routes, dx_routes_count);
+  if (r.resp.status >= 500) DX_WARN("%s %s -> %d", r.method, r.path, r.resp.status);
+  dx_resp_send(&r, fcgi_write, fr->out);
+}
+
+static int worker_main(int listen_fd, const dx_config *cfg) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = worker_on_term;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: accept() returns EINTR */
+  signal(SIGINT, SIG_IGN);       /* the parent turns ^C into SIGTERM */
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGCHLD, SIG_DFL);
+  sigset_t term;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  sigprocmask(SIG_UNBLOCK, &term, NULL);
+
+  dx_worker w;
+  memset(&w, 0, sizeof w);
+  w.cfg = cfg;
+  dx_worker_db(&w);
+  dx_pool *pool = dx_pool_create(64 << 10);
+  FCGX_Request fr;
+  if (!pool || FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR)) return 1;
+  int errors = 0;
+  long served = 0;
+  while (!worker_stop && served < WORKER_MAX_REQUESTS) {
+    int rc = FCGX_Accept_r(&fr);
+    if (rc < 0) {
+      if (worker_stop) break;
+      if (++errors > 100) {
+        DX_ERROR("accept keeps failing (%d); worker exits", rc);
+        break;
+      }
+      continue;
+    }
+    errors = 0;
+    served++;
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    handle(&fr, &w, pool);
+    FCGX_Finish_r(&fr);
+    dx_pool_reset(pool);
+    sigprocmask(SIG_UNBLOCK, &term, NULL); /* a SIGTERM that came meanwhile lands here */
+  }
+  FCGX_Free(&fr, 0);
+  dx_pool_destroy(pool);
+  dx_db_close(w.db);
+  free(w.health_engine_json);
+  return 0;
+}
+
+/* --- parent ------------------------------------------------------------------ */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: demix-fcgi [--socket PATH] [--workers N] [--pidfile PATH]\n"
+          "  FastCGI responder for nginx. Defaults come from the demix configuration\n"
+          "  (fcgi_socket, fcgi_workers; pidfile <run_dir>/demix-fcgi.pid).\n");
+}
+
+/* 1 when something accepts connections on the unix socket path. */
+static int socket_alive(const char *path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+  close(fd);
+  return ok;
+}
+
+static void dirname_of(const char *path, char *out, size_t n) {
+  snprintf(out, n, "%s", path);
+  char *s = strrchr(out, '/');
+  if (s && s != out) *s = 0;
+  else if (s) s[1] = 0;
+  else snprintf(out, n, ".");
+}
+
+static pid_t spawn(int listen_fd, const dx_config *cfg, const sigset_t *parent_mask) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigprocmask(SIG_SETMASK, parent_mask, NULL);
+    _exit(worker_main(listen_fd, cfg));
+  }
+  return pid;
+}
+
+int main(int argc, char **argv) {
+  dx_log_init("demix-fcgi");
+  const char *sock_arg = NULL, *pid_arg = NULL;
+  int workers = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--socket") && i + 1 < argc) sock_arg = argv[++i];
+    else if (!strcmp(argv[i], "--pidfile") && i + 1 < argc) pid_arg = argv[++i];
+    else if (!strcmp(argv[i], "--workers") && i + 1 < argc) {
+      char *end;
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 1 || v > MAX_WORKERS) {
+        fprintf(stderr, "demix-fcgi: --workers must be 1..%d\n", MAX_WORKERS);
+        return 2;
+      }
+      workers = (int)v;
+    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(argv[i], "--version")) {
+      printf("demix-fcgi %s\n", dx_fcgi_version());
+      return 0;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  static dx_config cfg;
+  dx_errbuf err;
+  if (dx_config_load(&cfg, &err) != DX_OK) {
+    DX_ERROR("configuration: %s", err.msg);
+    return 1;
+  }
+  if (!workers) workers = cfg.fcgi_workers > 0 ? (cfg.fcgi_workers < MAX_WORKERS ? cfg.fcgi_workers : MAX_WORKERS) : 4;
+  char sock_path[DX_CONFIG_STR], pid_path[DX_CONFIG_STR + 32], dir[DX_CONFIG_STR + 32];
+  snprintf(sock_path, sizeof sock_path, "%s", sock_arg ? sock_arg : cfg.fcgi_socket);
+  if (pid_arg) snprintf(pid_path, sizeof pid_path, "%s", pid_arg);
+  else snprintf(pid_path, sizeof pid_path, "%s/demix-fcgi.pid", cfg.run_dir);
+  if (!*sock_path || strlen(sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+    DX_ERROR("socket path '%s' is empty or too long", sock_path);
+    return 1;
+  }
+  struct stat sb;
+  if (lstat(sock_path, &sb) == 0) {
+    if (!S_ISSOCK(sb.st_mode)) {
+      DX_ERROR("%s exists and is not a socket", sock_path);
+      return 1;
+    }
+    if (socket_alive(sock_path)) {
+      DX_ERROR("another responder is listening on %s", sock_path);
+      return 1;
+    }
+    unlink(sock_path);
+  }
+  dirname_of(sock_path, dir, sizeof dir);
+  dx_mkdirs(dir);
+  dirname_of(pid_path, dir, sizeof dir);
+  dx_mkdirs(dir);
+  snprintf(dir, sizeof dir, "%s/tmp", cfg.storage_dir);
+  if (dx_mkdirs(dir) != DX_OK) DX_WARN("cannot create %s", dir);
+
+  if (FCGX_Init()) {
+    DX_ERROR("FCGX_Init failed");
+    return 1;
+  }
+  int listen_fd = FCGX_OpenSocket(sock_path, 1024);
+  if (listen_fd < 0) {
+    DX_ERROR("cannot listen on %s", sock_path);
+    return 1;
+  }
+  if (chmod(sock_path, 0666)) DX_WARN("chmod %s: %s", sock_path, strerror(errno));
+  FILE *pf = fopen(pid_path, "w");
+  if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf)) {
+    DX_ERROR("cannot write pidfile %s", pid_path);
+    unlink(sock_path);
+    return 1;
+  }
+
+  /* The parent takes its signals synchronously with sigtimedwait. */
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGCHLD);
+  sigaddset(&mask, SIGHUP);
+  sigprocmask(SIG_BLOCK, &mask, &old);
+  signal(SIGPIPE, SIG_IGN);
+
+  pid_t pids[MAX_WORKERS] = {0};
+  double started[MAX_WORKERS] = {0};
+  for (int i = 0; i < workers; i++) {
+    pids[i] = spawn(listen_fd, &cfg, &old);
+    started[i] = dx_now();
+  }
+  DX_INFO("listening on %s with %d workers (pid %d)", sock_path, workers, (int)getpid());
+
+  int stopping = 0;
+  double stop_at = 0, last_term = 0;
+  for (;;) {
+    struct timespec ts = {0, 250 * 1000 * 1000};
+    int sig = sigtimedwait(&mask, NULL, &ts);
+    if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+      stopping = 1;
+      stop_at = dx_now();
+      DX_INFO("stopping: waiting for workers to finish their requests");
+    }
+    /* Reap and restart. */
+    pid_t pid;
+    int status;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      for (int i = 0; i < workers; i++) {
+        if (pids[i] != pid) continue;
+        pids[i] = 0;
+        if (!stopping) {
+          int recycled = WIFEXITED(status) && WEXITSTATUS(status) == 0; /* after WORKER_MAX_REQUESTS */
+          if (WIFSIGNALED(status)) DX_WARN("worker %d died from signal %d; restarting", (int)pid, WTERMSIG(status));
+          else if (!recycled) DX_WARN("worker %d exited with %d; restarting", (int)pid, WEXITSTATUS(status));
+          if (!recycled && dx_now() - started[i] < 1.0) sleep(1); /* a worker that dies at once: do not spin */
+          pids[i] = spawn(listen_fd, &cfg, &old);
+          started[i] = dx_now();
+        }
+      }
+    }
+    if (!stopping) continue;
+    int alive = 0;
+    for (int i = 0; i < workers; i++) alive += pids[i] > 0;
+    if (!alive) break;
+    double now = dx_now();
+    if (now - stop_at > 60.0) {
+      for (int i = 0; i < workers; i++)
+        if (pids[i] > 0) kill(pids[i], SIGKILL);
+    } else if (now - last_term >= 1.0) {
+      /* Sent again each second: a worker between its stop check and accept() misses one. */
+      for (int i = 0; i < workers; i++)
+        if (pids[i] > 0) kill(pids[i], SIGTERM);
+      last_term = now;
+    }
+  }
+  close(listen_fd);
+  unlink(sock_path);
+  unlink(pid_path);
+  DX_INFO("stopped");
+  return 0;
+}

@@ -28,7 +28,7 @@ static const key_def keys[] = {
     S(engine_socket), S(fcgi_socket), I(http_port), I(fcgi_workers), I(engine_workers),
     L(max_upload_bytes), I(rate_auth_per_min), I(rate_heavy_per_min), I(lease_seconds),
     I(heartbeat_seconds), I(poll_ms), I(max_attempts), I(retry_backoff_seconds),
-    D(max_track_seconds), S(device),
+    D(max_track_seconds), D(shutdown_grace_seconds), S(device),
 };
 #undef S
 #undef I
@@ -129,6 +129,7 @@ dx_status dx_config_load(dx_config *cfg, dx_errbuf *err) {
   cfg->max_attempts = 3;
   cfg->retry_backoff_seconds = 5;
   cfg->max_track_seconds = 4 * 3600.0;
+  cfg->shutdown_grace_seconds = 20.0;
 
   /* File, then environment; paths derived from var_dir are filled last so a
    * file that sets only var_dir moves them all. */

@@ -106,6 +106,8 @@ dx_status dx_db_open(const dx_config *cfg, dx_db **out, dx_errbuf *err) {
   mysql_options(db->my, MYSQL_OPT_RECONNECT, &reconnect);
   mysql_options(db->my, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
   mysql_options(db->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  /* Every time is UTC, also after a reconnect (column defaults use the session zone). */
+  mysql_options(db->my, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
   const char *host = *cfg->db_host ? cfg->db_host : "localhost";
   const char *sock = *cfg->db_host ? NULL : cfg->db_socket;
   if (!mysql_real_connect(db->my, host, cfg->db_user, cfg->db_password, cfg->db_name,

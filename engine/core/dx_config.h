@@ -39,6 +39,7 @@ typedef struct {
   int max_attempts;                  /* default 3 */
   int retry_backoff_seconds;         /* first retry delay, doubles; default 5 */
   double max_track_seconds;          /* longest accepted audio, default 4 h */
+  double shutdown_grace_seconds;     /* demixd: time running jobs get on SIGTERM, default 20 */
   char device[16];                   /* cpu | cuda | auto */
 } dx_config;
 

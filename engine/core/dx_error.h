@@ -41,7 +41,17 @@
   X(ERR_PICKLE_GLOBAL, "model file names a global that is not allowed", 422)   \
   X(ERR_NETWORK, "network error", 502)                                         \
   X(ERR_CHECKSUM, "checksum mismatch", 422)                                    \
-  X(ERR_INTERNAL, "internal error", 500)
+  X(ERR_INTERNAL, "internal error", 500)                                      \
+  X(ERR_UNAUTHORIZED, "missing or invalid token", 401)                         \
+  X(ERR_FORBIDDEN, "forbidden", 403)                                           \
+  X(ERR_METHOD_NOT_ALLOWED, "method not allowed", 405)                         \
+  X(ERR_RATE_LIMITED, "rate limit exceeded", 429)                              \
+  X(ERR_BAD_JSON, "malformed JSON body", 400)                                  \
+  X(ERR_BAD_REQUEST, "bad request", 400)                                       \
+  X(ERR_UNSUPPORTED_MEDIA_TYPE, "unsupported media type", 415)                 \
+  X(ERR_VALIDATION_ERROR, "validation failed", 422)                            \
+  X(ERR_CONFLICT, "conflict", 409)                                             \
+  X(ERR_UNAVAILABLE, "service unavailable", 503)
 
 typedef enum {
 #define DX_ERR_ENUM(name, msg, http) DX_##name,

@@ -42,13 +42,20 @@ const dx_model_info *dx_model_get_info(const dx_model *m);
 
 /* The length the model must be run at for a chunk of `length` samples
  * (343980 for HTDemucs at 7.8 s; the chunk's own length for HDemucs/Demucs
- * as the official code does). */
+ * as the official code does). 0 when the model cannot take a chunk that
+ * long (HTDemucs beyond its training length). */
 size_t dx_model_valid_length(const dx_model *m, size_t length);
 
 /* One call of the model on one batch item, no outer normalisation:
  * in [audio_channels][length] (host memory, planar) ->
  * out [n_sources][audio_channels][length] (host memory, caller-allocated).
- * Runs on backend be (uploads the weights to it on first use). */
+ * HTDemucs zero-pads a shorter chunk to its training length and crops the
+ * output back; a longer one is DX_ERR_INVALID. Runs on backend be: the
+ * weights are uploaded on first use per device kind through that backend,
+ * which must then outlive the model (free models before closing backends);
+ * activations come from one allocation per call, sized once per length.
+ * Errors: DX_ERR_INVALID (arguments), DX_ERR_UNSUPPORTED (the backend lacks
+ * an op), the backend's allocation/device errors; err has details. */
 dx_status dx_model_forward(dx_model *m, dx_backend *be, const float *in, size_t length, float *out, dx_errbuf *err);
 
 /* Optional per-layer observer for tests: called with each submodule's output

@@ -1,2 +1,306 @@
-#include "dx_feature_ops.h"
-const dx_feature_ops dx_cpu_feature_ops = {.name = "cpu"};
+/* features_ops.c: the CPU reference backend's feature plan, STFT and the
+ * generic ops (GEMM through OpenBLAS, dB conversion, normalisation,
+ * reductions, onset flux) of dx_feature_ops.h. Per-frame spectral and
+ * signal features are in features_frames.c.
+ *
+ * Threading: a plan belongs to one worker; FFTW plans are made and destroyed
+ * under dx_fftw_planner_lock because FFTW's planner is process-global. */
+#include <cblas.h>
+#include <fftw3.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "features_cpu.h"
+
+static void cpu_plan_destroy(dx_feat_plan *plan) {
+  if (!plan) return;
+  dx_cpu_feat_priv *pv = plan->priv;
+  if (pv) {
+    dx_fftw_planner_lock();
+    if (pv->fft) fftwf_destroy_plan(pv->fft);
+    fftwf_free(pv->frame);
+    fftwf_free(pv->spec);
+    dx_fftw_planner_unlock();
+    free(pv->window);
+    free(pv->freq);
+    free(pv->scratch);
+    free(pv->mel_lo);
+    free(pv->mel_hi);
+    free(pv);
+  }
+  free((void *)plan->mel_fb);
+  free((void *)plan->chroma_fb);
+  free((void *)plan->dct);
+  free(plan);
+}
+
+dx_status dx_feat_params_check(const dx_feat_params *p, dx_errbuf *err) {
+  if (p->sample_rate < 1000 || p->sample_rate > 384000) return dx_fail(err, DX_ERR_INVALID, "bad analysis rate %d", p->sample_rate);
+  if (p->n_fft < 64 || p->n_fft > 65536 || (p->n_fft & 1)) return dx_fail(err, DX_ERR_INVALID, "bad n_fft %d", p->n_fft);
+  if (p->hop < 1 || p->hop > p->n_fft) return dx_fail(err, DX_ERR_INVALID, "bad hop %d", p->hop);
+  if (p->n_mels < 1 || p->n_mels > 512) return dx_fail(err, DX_ERR_INVALID, "bad n_mels %d", p->n_mels);
+  if (p->n_mfcc < 1 || p->n_mfcc > p->n_mels) return dx_fail(err, DX_ERR_INVALID, "bad n_mfcc %d", p->n_mfcc);
+  if (p->n_chroma < 12 || p->n_chroma % 12) return dx_fail(err, DX_ERR_INVALID, "bad n_chroma %d", p->n_chroma);
+  if (p->contrast_bands < 1 || p->contrast_bands > DX_FEAT_MAX_BANDS)
+    return dx_fail(err, DX_ERR_INVALID, "bad contrast_bands %d", p->contrast_bands);
+  /* librosa refuses band edges at or above Nyquist */
+  if (p->contrast_fmin <= 0 || p->contrast_fmin * pow(2.0, p->contrast_bands - 1) >= p->sample_rate / 2.0)
+    return dx_fail(err, DX_ERR_INVALID, "contrast bands exceed Nyquist");
+  if (!(p->contrast_quantile > 0 && p->contrast_quantile < 1)) return dx_fail(err, DX_ERR_INVALID, "bad contrast quantile");
+  if (!(p->rolloff_percent > 0 && p->rolloff_percent < 1)) return dx_fail(err, DX_ERR_INVALID, "bad rolloff percent");
+  return DX_OK;
+}
+
+dx_status dx_feat_plan_alloc_host_tables(dx_feat_plan *plan) {
+  const dx_feat_params *p = &plan->p;
+  size_t nb = (size_t)plan->n_bins;
+  float *mel = malloc((size_t)p->n_mels * nb * sizeof *mel);
+  float *chroma = malloc((size_t)p->n_chroma * nb * sizeof *chroma);
+  float *dct = malloc((size_t)p->n_mfcc * p->n_mels * sizeof *dct);
+  if (!mel || !chroma || !dct) {
+    free(mel);
+    free(chroma);
+    free(dct);
+    return DX_ERR_NOMEM;
+  }
+  dx_feat_mel_filterbank(p, mel);
+  dx_feat_chroma_filterbank(p, chroma);
+  dx_feat_dct_matrix(p, dct);
+  plan->mel_fb = mel;
+  plan->chroma_fb = chroma;
+  plan->dct = dct;
+  return DX_OK;
+}
+
+static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int max_frames, dx_feat_plan **out,
+                                 dx_errbuf *err) {
+  *out = NULL;
+  dx_status st = dx_feat_params_check(p, err);
+  if (st != DX_OK) return st;
+  if (max_frames < 1) return dx_fail(err, DX_ERR_INVALID, "bad max_frames %d", max_frames);
+  dx_feat_plan *plan = calloc(1, sizeof *plan);
+  dx_cpu_feat_priv *pv = calloc(1, sizeof *pv);
+  if (!plan || !pv) {
+    free(plan);
+    free(pv);
+    return DX_ERR_NOMEM;
+  }
+  plan->be = be;
+  plan->p = *p;
+  plan->n_bins = p->n_fft / 2 + 1;
+  plan->max_frames = max_frames;
+  plan->priv = pv;
+  int nb = plan->n_bins;
+  pv->window = malloc((size_t)p->n_fft * sizeof *pv->window);
+  pv->freq = malloc((size_t)nb * sizeof *pv->freq);
+  pv->scratch = malloc((size_t)nb * 3 * sizeof *pv->scratch);
+  pv->mel_lo = calloc((size_t)p->n_mels, sizeof *pv->mel_lo);
+  pv->mel_hi = calloc((size_t)p->n_mels, sizeof *pv->mel_hi);
+  dx_fftw_planner_lock();
+  pv->frame = fftwf_malloc((size_t)p->n_fft * sizeof(float));
+  pv->spec = fftwf_malloc((size_t)nb * sizeof(fftwf_complex));
+  if (pv->frame && pv->spec)
+    pv->fft = fftwf_plan_dft_r2c_1d(p->n_fft, pv->frame, pv->spec, FFTW_ESTIMATE | FFTW_DESTROY_INPUT);
+  dx_fftw_planner_unlock();
+  if (!pv->window || !pv->freq || !pv->scratch || !pv->mel_lo || !pv->mel_hi || !pv->frame || !pv->spec || !pv->fft ||
+      dx_feat_plan_alloc_host_tables(plan) != DX_OK) {
+    cpu_plan_destroy(plan);
+    return dx_fail(err, DX_ERR_NOMEM, "cannot make the CPU feature plan");
+  }
+  dx_feat_hann(p->n_fft, pv->window);
+  /* fft_frequencies: bin k is k * sr / n_fft Hz */
+  for (int k = 0; k < nb; k++) pv->freq[k] = (double)p->sample_rate * k / p->n_fft;
+  pv->n_contrast = dx_feat_contrast_bands(p, pv->band_lo, pv->band_cnt, pv->band_q);
+  for (int m = 0; m < p->n_mels; m++) {
+    const float *w = plan->mel_fb + (size_t)m * nb;
+    int lo = 0, hi = nb;
+    while (lo < nb && w[lo] == 0.0f) lo++;
+    while (hi > lo && w[hi - 1] == 0.0f) hi--;
+    pv->mel_lo[m] = lo;
+    pv->mel_hi[m] = hi;
+  }
+  *out = plan;
+  return DX_OK;
+}
+
+/* Centred STFT, librosa >= 0.10 convention: the signal is padded with n_fft/2
+ * zeros on both sides (pad_mode='constant'), frame t starts at t*hop in the
+ * padded signal, is multiplied by the periodic Hann window and transformed
+ * with a real FFT; the output is |X|^2 per bin. */
+static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
+                                float *out, int ld) {
+  dx_cpu_feat_priv *pv = plan->priv;
+  int nf = plan->p.n_fft, nb = plan->n_bins, hop = plan->p.hop;
+  if (n_frames < 0 || n_frames > plan->max_frames || ld < nb) return DX_ERR_INVALID;
+  for (int f = 0; f < n_frames; f++) {
+    long long start = (long long)(frame0 + (size_t)f) * hop - nf / 2;
+    if (start >= 0 && start + nf <= (long long)n) {
+      const float *src = y + start;
+      for (int i = 0; i < nf; i++) pv->frame[i] = src[i] * pv->window[i];
+    } else {
+      for (int i = 0; i < nf; i++) {
+        long long idx = start + i;
+        pv->frame[i] = (idx >= 0 && idx < (long long)n) ? y[idx] * pv->window[i] : 0.0f;
+      }
+    }
+    fftwf_execute_dft_r2c(pv->fft, pv->frame, pv->spec);
+    float *row = out + (size_t)f * ld;
+    const float *c = (const float *)pv->spec; /* interleaved re, im (fftwf_complex may be C99 complex) */
+    for (int k = 0; k < nb; k++) row[k] = c[2 * k] * c[2 * k] + c[2 * k + 1] * c[2 * k + 1];
+  }
+  return DX_OK;
+}
+
+static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                             float *C, int ldc) {
+  (void)be;
+  if (M < 0 || N < 0 || K < 0) return DX_ERR_INVALID;
+  if (!M || !N) return DX_OK;
+  if (N <= 32) {
+    /* Few output columns (chroma: 12, DCT: 20): plain dot products beat
+     * BLAS's thread start-up on these skinny shapes and keep the worker on
+     * its own core. Four partial sums let the compiler vectorise. */
+    for (int m = 0; m < M; m++) {
+      const float *a = A + (size_t)m * lda;
+      for (int n = 0; n < N; n++) {
+        const float *b = B + (size_t)n * ldb;
+        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        int k = 0;
+        for (; k + 4 <= K; k += 4) {
+          s0 += a[k] * b[k];
+          s1 += a[k + 1] * b[k + 1];
+          s2 += a[k + 2] * b[k + 2];
+          s3 += a[k + 3] * b[k + 3];
+        }
+        for (; k < K; k++) s0 += a[k] * b[k];
+        C[(size_t)m * ldc + n] = (s0 + s1) + (s2 + s3);
+      }
+    }
+    return DX_OK;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+  return DX_OK;
+}
+
+/* Each mel triangle touches a few bins only: sum those (in float, as a
+ * BLAS product would) instead of the dense n_mels x n_bins product. */
+static dx_status cpu_mel_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *out,
+                               int ld_out) {
+  dx_cpu_feat_priv *pv = plan->priv;
+  int nb = plan->n_bins, nm = plan->p.n_mels;
+  if (ld_pow < nb || ld_out < nm || n_frames < 0) return DX_ERR_INVALID;
+  for (int f = 0; f < n_frames; f++) {
+    const float *P = power + (size_t)f * ld_pow;
+    float *o = out + (size_t)f * ld_out;
+    for (int m = 0; m < nm; m++) {
+      const float *w = plan->mel_fb + (size_t)m * nb;
+      float s = 0;
+      for (int k = pv->mel_lo[m]; k < pv->mel_hi[m]; k++) s += w[k] * P[k];
+      o[m] = s;
+    }
+  }
+  return DX_OK;
+}
+
+/* librosa.util.normalize(norm=np.inf, threshold=None): divide by the largest
+ * magnitude; rows below the smallest normal float are left unscaled. */
+static dx_status cpu_rows_normalize_max(dx_backend *be, float *x, int n_rows, int ld, int n_cols) {
+  (void)be;
+  for (int r = 0; r < n_rows; r++) {
+    float *row = x + (size_t)r * ld, m = 0;
+    for (int c = 0; c < n_cols; c++) m = fmaxf(m, fabsf(row[c]));
+    if (m < FLT_MIN) continue;
+    for (int c = 0; c < n_cols; c++) row[c] /= m;
+  }
+  return DX_OK;
+}
+
+static dx_status cpu_col_max(dx_backend *be, const float *x, int n_rows, int ld, int col0, int n_cols,
+                             float *out_host) {
+  (void)be;
+  float m = -INFINITY;
+  for (int r = 0; r < n_rows; r++) {
+    const float *row = x + (size_t)r * ld + col0;
+    for (int c = 0; c < n_cols; c++) m = fmaxf(m, row[c]);
+  }
+  *out_host = m;
+  return DX_OK;
+}
+
+/* librosa.power_to_db(S, ref=1.0, amin, top_db): 10 log10(max(amin, S)) -
+ * 10 log10(max(amin, ref)), then clipped below at (max dB) - top_db. */
+static dx_status cpu_power_to_db(dx_backend *be, float *x, int n_rows, int ld, int col0, int n_cols, float amin,
+                                 float top_db, float max_value) {
+  (void)be;
+  float floor_db = top_db > 0 ? 10.0f * log10f(fmaxf(amin, max_value)) - top_db : -INFINITY;
+  for (int r = 0; r < n_rows; r++) {
+    float *row = x + (size_t)r * ld + col0;
+    for (int c = 0; c < n_cols; c++) row[c] = fmaxf(10.0f * log10f(fmaxf(amin, row[c])), floor_db);
+  }
+  return DX_OK;
+}
+
+static dx_status cpu_cols_sub(dx_backend *be, float *x, int n_rows, int ld, int dst, int a, int b, int n_cols) {
+  (void)be;
+  for (int r = 0; r < n_rows; r++) {
+    float *row = x + (size_t)r * ld;
+    for (int c = 0; c < n_cols; c++) row[dst + c] = row[a + c] - row[b + c];
+  }
+  return DX_OK;
+}
+
+static dx_status cpu_onset_flux(dx_feat_plan *plan, const float *S, int n_frames, int ld, int n_mels, float *env) {
+  int shift = 1 + plan->p.n_fft / (2 * plan->p.hop);
+  for (int t = 0; t < n_frames; t++) {
+    int j = t - shift;
+    if (j < 0 || j + 1 >= n_frames) {
+      env[t] = 0.0f;
+      continue;
+    }
+    const float *a = S + (size_t)j * ld, *b = S + (size_t)(j + 1) * ld;
+    double s = 0;
+    for (int m = 0; m < n_mels; m++) {
+      float d = b[m] - a[m];
+      if (d > 0) s += d;
+    }
+    env[t] = (float)(s / n_mels);
+  }
+  return DX_OK;
+}
+
+/* Two passes in double: mean, then the mean squared deviation (np.std, ddof 0). */
+static dx_status cpu_moments(dx_backend *be, const float *x, int n_rows, int ld, int col0, int n_cols,
+                             double *mean_host, double *std_host) {
+  (void)be;
+  for (int c = 0; c < n_cols; c++) {
+    double s = 0, v = 0;
+    for (int r = 0; r < n_rows; r++) s += x[(size_t)r * ld + col0 + c];
+    double m = n_rows ? s / n_rows : 0;
+    for (int r = 0; r < n_rows; r++) {
+      double d = x[(size_t)r * ld + col0 + c] - m;
+      v += d * d;
+    }
+    mean_host[c] = m;
+    if (std_host) std_host[c] = n_rows ? sqrt(v / n_rows) : 0;
+  }
+  return DX_OK;
+}
+
+const dx_feature_ops dx_cpu_feature_ops = {
+    .name = "cpu",
+    .plan_create = cpu_plan_create,
+    .plan_destroy = cpu_plan_destroy,
+    .stft_power = cpu_stft_power,
+    .spectral_frames = dx_cpu_spectral_frames,
+    .signal_frames = dx_cpu_signal_frames,
+    .gemm_nt = cpu_gemm_nt,
+    .mel_power = cpu_mel_power,
+    .rows_normalize_max = cpu_rows_normalize_max,
+    .col_max = cpu_col_max,
+    .power_to_db = cpu_power_to_db,
+    .cols_sub = cpu_cols_sub,
+    .onset_flux = cpu_onset_flux,
+    .moments = cpu_moments,
+};

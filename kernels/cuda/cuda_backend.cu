@@ -1,13 +1,28 @@
 /* cuda_backend.cu: the CUDA backend's context (device, stream, cuBLAS and
- * cuDNN handles) and memory functions. One backend = one stream; open one
- * per worker thread. */
+ * cuDNN handles), its caching device allocator, the cuDNN workspace and the
+ * memory functions. One backend = one stream; open one per worker thread.
+ *
+ * The allocator rounds sizes up (at most 1/8 of the size wasted) and keeps
+ * freed blocks in a per-backend list for reuse by later allocations of the
+ * same rounded size (at most a quarter of the device's memory is kept
+ * cached; beyond that the cache is released). Because every user of a backend queues work on its one
+ * stream, a block freed while work on it is still queued can be handed out
+ * again at once: the next user's work runs after it. A pointer this backend
+ * did not hand out (a weight uploaded through another backend of the same
+ * device) is released with cudaFree. Cached blocks are released when an
+ * allocation fails (then retried) and at destroy.
+ *
+ * TF32: DEMIX_CUDA_TF32=1 in the environment lets cuBLAS and cuDNN use TF32
+ * tensor cores (faster, about 1e-3 relative error); by default products are
+ * exact float32 so results match the CPU reference. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dx_cuda.h"
 
 extern "C" {
-#include "dx_util.h"
+#include "dx_util.h" /* dx_log, from dx_core below the kernels */
 extern const dx_feature_ops dx_cuda_feature_ops; /* kernels/cuda/features*.cu */
 extern const dx_nn_ops dx_cuda_nn_ops;           /* kernels/cuda/nn*.cu */
 }
@@ -31,41 +46,175 @@ extern "C" int dx_cuda_device_count(char *desc, size_t desc_len) {
   return n;
 }
 
-static dx_status cu_alloc(dx_backend *be, size_t bytes, void **out) {
-  (void)be;
-  DX_CUDA_CHECK(cudaMalloc(out, bytes ? bytes : 1));
+/* ---- caching allocator ---- */
+
+static size_t round_size(size_t bytes) {
+  if (bytes < 512) return 512;
+  size_t p = 1;
+  while (p <= bytes / 2) p <<= 1; /* highest power of two <= bytes */
+  size_t g = p / 8 < 512 ? 512 : p / 8;
+  return (bytes + g - 1) / g * g;
+}
+
+static int block_push(dx_cuda_block **arr, size_t *n, size_t *cap, void *p, size_t size) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    dx_cuda_block *na = (dx_cuda_block *)realloc(*arr, nc * sizeof *na);
+    if (!na) return -1;
+    *arr = na;
+    *cap = nc;
+  }
+  (*arr)[*n].p = p;
+  (*arr)[*n].size = size;
+  (*n)++;
+  return 0;
+}
+
+/* Release every cached block (after the stream's queued work is done). */
+static void cache_release(dx_cuda_ctx *c) {
+  if (!c->n_cached) return;
+  cudaStreamSynchronize(c->stream);
+  for (size_t i = 0; i < c->n_cached; i++) cudaFree(c->cached[i].p);
+  c->n_cached = 0;
+  c->cached_bytes = 0;
+}
+
+extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  *out = NULL;
+  const size_t size = round_size(bytes);
+  for (size_t i = c->n_cached; i-- > 0;) {
+    if (c->cached[i].size != size) continue;
+    void *p = c->cached[i].p;
+    if (block_push(&c->live, &c->n_live, &c->cap_live, p, size)) return DX_ERR_NOMEM;
+    c->cached[i] = c->cached[--c->n_cached];
+    c->cached_bytes -= size;
+    *out = p;
+    return DX_OK;
+  }
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, size);
+  if (e == cudaErrorMemoryAllocation && c->n_cached) {
+    cudaGetLastError(); /* clear the sticky-free error state */
+    cache_release(c);
+    e = cudaMalloc(&p, size);
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    dx_cuda_report(e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA, "cudaMalloc", cudaGetErrorString(e),
+                   __FILE__, __LINE__);
+    return e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA;
+  }
+  /* A block of ours released through another backend leaves a stale entry
+   * whose address the driver may now hand out again: drop it. */
+  for (size_t i = c->n_live; i-- > 0;)
+    if (c->live[i].p == p) c->live[i] = c->live[--c->n_live];
+  if (block_push(&c->live, &c->n_live, &c->cap_live, p, size)) {
+    cudaFree(p);
+    return DX_ERR_NOMEM;
+  }
+  *out = p;
   return DX_OK;
 }
-static void cu_free(dx_backend *be, void *p) {
-  (void)be;
-  if (p) cudaFree(p);
+
+extern "C" void dx_cuda_free(dx_backend *be, void *p) {
+  if (!p) return;
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  for (size_t i = c->n_live; i-- > 0;) {
+    if (c->live[i].p != p) continue;
+    const size_t size = c->live[i].size;
+    c->live[i] = c->live[--c->n_live];
+    if (c->cached_bytes + size > c->cache_cap) cache_release(c); /* keep the cache bounded */
+    if (block_push(&c->cached, &c->n_cached, &c->cap_cached, p, size)) {
+      cudaStreamSynchronize(c->stream);
+      cudaFree(p);
+    } else {
+      c->cached_bytes += size;
+    }
+    return;
+  }
+  /* Not ours (allocated through another backend): plain release. */
+  cudaStreamSynchronize(c->stream);
+  cudaFree(p);
 }
+
+extern "C" void dx_cuda_cache_trim(dx_backend *be) { cache_release(dx_cuda_ctx_of(be)); }
+
+extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  if (bytes <= c->ws_size && c->ws) {
+    *out = c->ws;
+    return DX_OK;
+  }
+  size_t want = round_size(bytes < ((size_t)16 << 20) ? ((size_t)16 << 20) : bytes);
+  if (c->ws) {
+    DX_CUDA_CHECK(cudaStreamSynchronize(c->stream)); /* queued work may still use the old one */
+    cudaFree(c->ws);
+    c->ws = NULL;
+    c->ws_size = 0;
+  }
+  cudaError_t e = cudaMalloc(&c->ws, want);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    cache_release(c);
+    e = cudaMalloc(&c->ws, want);
+  }
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    c->ws = NULL;
+    return dx_cuda_report(DX_ERR_NOMEM, "cudaMalloc(workspace)", cudaGetErrorString(e), __FILE__, __LINE__);
+  }
+  c->ws_size = want;
+  *out = c->ws;
+  return DX_OK;
+}
+
+/* ---- backend functions ---- */
+
+static dx_status cu_alloc(dx_backend *be, size_t bytes, void **out) { return dx_cuda_alloc(be, bytes, out); }
+static void cu_free(dx_backend *be, void *p) { dx_cuda_free(be, p); }
 static dx_status cu_upload(dx_backend *be, void *dst, const void *src, size_t n) {
-  DX_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, dx_cuda_ctx_of(be)->stream));
+  if (!n) return DX_OK;
+  cudaStream_t s = dx_cuda_stream(be);
+  DX_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s));
+  /* The caller may reuse or free src as soon as we return. */
+  DX_CUDA_CHECK(cudaStreamSynchronize(s));
   return DX_OK;
 }
 static dx_status cu_download(dx_backend *be, void *dst, const void *src, size_t n) {
-  cudaStream_t s = dx_cuda_ctx_of(be)->stream;
+  if (!n) return DX_OK;
+  cudaStream_t s = dx_cuda_stream(be);
   DX_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s));
   DX_CUDA_CHECK(cudaStreamSynchronize(s));
   return DX_OK;
 }
 static dx_status cu_copy(dx_backend *be, void *dst, const void *src, size_t n) {
-  DX_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, dx_cuda_ctx_of(be)->stream));
+  if (!n) return DX_OK;
+  DX_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, dx_cuda_stream(be)));
   return DX_OK;
 }
 static dx_status cu_memset0(dx_backend *be, void *dst, size_t n) {
-  DX_CUDA_CHECK(cudaMemsetAsync(dst, 0, n, dx_cuda_ctx_of(be)->stream));
+  if (!n) return DX_OK;
+  DX_CUDA_CHECK(cudaMemsetAsync(dst, 0, n, dx_cuda_stream(be)));
   return DX_OK;
 }
 static dx_status cu_sync(dx_backend *be) {
-  DX_CUDA_CHECK(cudaStreamSynchronize(dx_cuda_ctx_of(be)->stream));
+  DX_CUDA_CHECK(cudaStreamSynchronize(dx_cuda_stream(be)));
   return DX_OK;
 }
 static void cu_destroy(dx_backend *be) {
   if (!be) return;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   if (c) {
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    dx_cuda_conv_cache_free(c);
+    dx_cuda_fft_cache_free(c);
+    cache_release(c);
+    /* Live blocks still belong to their users (e.g. weights shared with
+     * other backends); they are released by whoever frees them. */
+    free(c->live);
+    free(c->cached);
+    if (c->ws) cudaFree(c->ws);
     if (c->cudnn) cudnnDestroy(c->cudnn);
     if (c->cublas) cublasDestroy(c->cublas);
     if (c->stream) cudaStreamDestroy(c->stream);
@@ -75,14 +224,20 @@ static void cu_destroy(dx_backend *be) {
 }
 
 static dx_status cuda_init_ctx(dx_cuda_ctx *c) {
+  const char *tf = getenv("DEMIX_CUDA_TF32");
+  c->tf32 = tf && tf[0] == '1';
   DX_CUDA_CHECK(cudaSetDevice(c->device));
   DX_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   DX_CUBLAS_CHECK(cublasCreate(&c->cublas));
   DX_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
-  /* Exact float32 products: the CPU backend is the reference. */
-  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, CUBLAS_PEDANTIC_MATH));
+  /* Exact float32 products unless TF32 was asked for: the CPU backend is the reference. */
+  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   DX_CUDNN_CHECK(cudnnCreate(&c->cudnn));
   DX_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
+  /* Cached free blocks are held up to a quarter of the device's memory. */
+  size_t free_b = 0, total_b = 0;
+  DX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  c->cache_cap = total_b / 4;
   return DX_OK;
 }
 

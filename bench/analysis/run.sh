@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# bench/analysis/run.sh: seconds per track and x-realtime of demix's analysis
+# (every feature group) on the CPU backend and, where a GPU is present, the
+# CUDA backend, with librosa computing the same features on the same files
+# in the same run. Decoding is timed apart (demix: libsndfile; librosa:
+# load = decode + resample); the demix line also shows resampling, host <->
+# device transfer, feature computation and loudness.
+#
+#   bench/analysis/run.sh [--tracks 100] [--seconds 180] [--build DIR]
+#                         [--devices "cpu cuda"] [--no-librosa] [--out DIR]
+#                         [--results bench/RESULTS.md]
+# Builds the C driver (bench_analysis.c) against BUILD's static libraries,
+# synthesises the tracks once into OUT (44.1 kHz stereo 16-bit WAV), prints
+# one JSON line per implementation and appends a dated section with the
+# machine and the command to RESULTS.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=$ROOT/build TRACKS=100 SECS=180 DEVICES="" LIBROSA=1 OUT=/tmp/demix-bench-analysis
+RESULTS=$ROOT/bench/RESULTS.md
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+CMD="bench/analysis/run.sh $*"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tracks) TRACKS=$2; shift 2 ;;
+    --seconds) SECS=$2; shift 2 ;;
+    --build) BUILD=$2; shift 2 ;;
+    --devices) DEVICES=$2; shift 2 ;;
+    --no-librosa) LIBROSA=0; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    --results) RESULTS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT"
+cmake --build "$BUILD" --target demix_lib dx_kernels -j2 >/dev/null
+LIBS="$(pkg-config --libs fftw3f openblas sndfile soxr libebur128 json-c libmariadb libcurl zlib) -lm -lpthread"
+CUDA=0
+if grep -q '^DEMIX_HAVE_CUDA.*ON' "$BUILD/CMakeCache.txt" 2>/dev/null || \
+   grep -q 'DEMIX_HAVE_CUDA=1' "$BUILD/kernels/CMakeFiles/dx_kernels.dir/flags.make" 2>/dev/null; then
+  CUDA=1
+  CUDA_LIB=$(ls -d /usr/local/cuda/lib64 2>/dev/null || echo /usr/local/cuda/lib)
+  LIBS="$LIBS -L$CUDA_LIB -Wl,-rpath,$CUDA_LIB -lcudnn -lcublas -lcufft -lcudart -lstdc++"
+fi
+DRV=$OUT/bench_analysis
+cc -O2 -std=c11 -D_GNU_SOURCE $( [ $CUDA = 1 ] && echo -DDEMIX_HAVE_CUDA=1 ) \
+  -I"$ROOT/engine/core" -I"$ROOT/engine/audio" -I"$ROOT/engine/analysis" -I"$ROOT/kernels" \
+  "$ROOT/bench/analysis/bench_analysis.c" -o "$DRV" \
+  "$BUILD/engine/libdemix.a" "$BUILD/kernels/libdx_kernels.a" $LIBS
+TDIR=$OUT/tracks_${TRACKS}x${SECS}
+if [ ! -f "$TDIR/track_$(printf %03d $((TRACKS - 1))).wav" ]; then
+  rm -rf "$TDIR"
+  echo "synthesising $TRACKS tracks of $SECS s into $TDIR" >&2
+  "$DRV" make "$TDIR" "$TRACKS" "$SECS"
+fi
+FILES=$(ls "$TDIR"/track_*.wav | head -n "$TRACKS")
+if [ -z "$DEVICES" ]; then
+  DEVICES=cpu
+  if [ $CUDA = 1 ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then DEVICES="cpu cuda"; fi
+fi
+LINES=()
+for d in $DEVICES; do
+  l=$("$DRV" run "$d" $FILES); echo "$l"; LINES+=("$l")
+done
+if [ $LIBROSA = 1 ]; then
+  l=$("$PY" "$ROOT/bench/analysis/librosa_bench.py" $FILES); echo "$l"; LINES+=("$l")
+fi
+# speed-up of each demix backend over librosa (whole per-track time after decoding for demix vs librosa's features)
+SUMMARY=$(printf '%s\n' "${LINES[@]}" | "$PY" -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if l.strip()]
+lib = next((r for r in rows if r["impl"].startswith("librosa")), None)
+for r in rows:
+    if r["impl"] != "demix": continue
+    s = "| demix %s (%s) | %d | %.1f | %.4f | %.4f | %.3f / %.3f / %.3f / %.3f / %.3f | %.0fx |" % (
+        r["device"], r["device_desc"], r["tracks"], r["audio_s"], r["s_per_track"], r["s_per_track_after_decode"],
+        r["decode_s"], r["resample_s"], r["transfer_s"], r["features_s"], r["loudness_s"], r["x_realtime_after_decode"])
+    if lib:
+        s += " %.1fx (features) / %.1fx (with load) |" % (lib["features_s_per_track"] / r["s_per_track_after_decode"],
+                                                          lib["s_per_track"] / r["s_per_track"])
+    else:
+        s += " - |"
+    print(s)
+if lib:
+    print("| %s (cpu) | %d | %.1f | %.4f | %.4f (features only) | load %.3f / - / - / features %.3f / - | %.0fx | 1x |" % (
+        lib["impl"], lib["tracks"], lib["audio_s"], lib["s_per_track"], lib["features_s_per_track"], lib["load_s"],
+        lib["features_s"], lib["x_realtime"]))
+')
+echo "$SUMMARY"
+{
+  echo
+  echo "## Analysis: $(date -u +%Y-%m-%d) — $TRACKS tracks x $SECS s"
+  echo
+  echo "Machine: $(uname -m), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))$( [ "${DEVICES#*cuda}" != "$DEVICES" ] && echo ", GPU $(nvidia-smi -L | head -1)" )"
+  echo "Command: \`$CMD\`"
+  echo
+  echo "| implementation | tracks | audio s | s/track | s/track after decode | decode / resample / transfer / features / loudness (s, total) | x-realtime after decode | speed-up vs librosa |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "$SUMMARY"
+} >> "$RESULTS"
+echo "appended to $RESULTS" >&2

@@ -1,0 +1,139 @@
+/* dx_analysis.h: the audio analysis pipeline: tempo and beats, key, energy,
+ * loudness, spectral shape, MFCC and chroma of one track, on a compute
+ * backend (dx_backend.h, ops in dx_feature_ops.h).
+ *
+ * Audio: features are computed on a mono downmix resampled to
+ * params.feat.sample_rate (22,050 Hz, as librosa.load does by default:
+ * downmix first, then soxr HQ); loudness (libebur128) on the original
+ * channels at the original rate.
+ *
+ * A dx_analyzer is one worker's: it owns the backend's feature plan (FFT
+ * plans, filterbanks) and the backend buffers, made once and grown only
+ * when a longer track arrives. It is not thread-safe; open one per worker
+ * thread with that worker's backend. Results are plain host data. */
+#ifndef DX_ANALYSIS_H
+#define DX_ANALYSIS_H
+
+#include <json-c/json.h>
+
+#include "dx_audio.h"
+#include "dx_backend.h"
+#include "dx_feature_ops.h"
+
+/* Feature groups a request picks ("features": [...]). */
+enum {
+  DX_AF_TEMPO = 1 << 0,    /* tempo, confidence, beats, onset rate */
+  DX_AF_KEY = 1 << 1,      /* key, confidence, camelot */
+  DX_AF_ENERGY = 1 << 2,   /* energy 0..1, RMS */
+  DX_AF_SPECTRAL = 1 << 3, /* centroid, bandwidth, rolloff, flatness, contrast, zero-crossing rate */
+  DX_AF_MFCC = 1 << 4,     /* 20 MFCC means and deviations */
+  DX_AF_CHROMA = 1 << 5,   /* 12 chroma means */
+  DX_AF_LOUDNESS = 1 << 6, /* integrated LUFS, loudness range, true peak */
+  DX_AF_ALL = (1 << 7) - 1
+};
+
+/* Name of one group bit ("tempo", ...), NULL for anything else. */
+const char *dx_analysis_feature_name(unsigned bit);
+/* Parse one name ("tempo", ..., "all") into *mask (OR-ed in). DX_ERR_INVALID
+ * for an unknown name, with the valid names in err. */
+dx_status dx_analysis_feature_add(const char *name, unsigned *mask, dx_errbuf *err);
+/* Parse a comma-separated list ("tempo,key") into *mask (replaced). */
+dx_status dx_analysis_features_parse(const char *list, unsigned *mask, dx_errbuf *err);
+
+typedef struct {
+  dx_feat_params feat;      /* STFT / filterbank parameters (librosa defaults) */
+  double max_seconds;       /* longest accepted track; <= 0: no limit */
+  int chunk_frames;         /* frames per STFT batch (bounds the spectrogram scratch) */
+  double tempo_min_bpm;     /* 60: tempo search range */
+  double tempo_max_bpm;     /* 200 */
+  double low_hz;            /* 300: top of the low band whose onsets mark the beat */
+  double key_min_hz;        /* 180: the key's chroma leaves out the bins below */
+} dx_analysis_params;
+
+void dx_analysis_default_params(dx_analysis_params *p);
+
+typedef struct {
+  double mean, std;
+} dx_stat;
+
+#define DX_MAX_MFCC 40
+#define DX_CONTRAST_N 7
+
+typedef struct {
+  unsigned features;          /* groups computed */
+  double duration;            /* seconds */
+  int sample_rate, channels;  /* of the file */
+  int analysis_rate;          /* features' rate */
+  size_t frames;              /* STFT frames */
+
+  double tempo, tempo_confidence, onset_rate;
+  double *beats;              /* seconds, malloc'd */
+  size_t n_beats;
+
+  int key_index;              /* 0..11 major C..B, 12..23 minor C..B; -1 none */
+  char key[16];               /* "A minor" */
+  char camelot[4];            /* "8A" */
+  double key_confidence;
+
+  double energy;              /* 0..1 */
+  dx_stat rms;
+
+  double lufs, lra, true_peak_db; /* integrated, range (LU), dBTP; -inf when silent */
+
+  dx_stat centroid, bandwidth, rolloff, flatness, zcr;
+  dx_stat contrast[DX_CONTRAST_N];
+  int n_mfcc;
+  dx_stat mfcc[DX_MAX_MFCC];
+  double chroma[12];
+
+  /* Where the time went (seconds). */
+  double t_decode, t_resample, t_transfer, t_compute, t_loudness;
+} dx_analysis_result;
+
+void dx_analysis_result_free(dx_analysis_result *r); /* frees beats; NULL is fine */
+
+typedef struct dx_analyzer dx_analyzer;
+
+/* Open an analyzer on be (borrowed; must outlive it). Makes the feature plan.
+ * DX_ERR_INVALID for bad params, backend errors otherwise. */
+dx_status dx_analyzer_open(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err);
+void dx_analyzer_close(dx_analyzer *a); /* NULL is a no-op */
+
+/* Called between steps with a percentage (0-100); a non-OK return (e.g.
+ * DX_ERR_CANCELLED) stops the analysis with that status. May be NULL. */
+typedef dx_status (*dx_analysis_progress_fn)(void *ud, int pct);
+
+/* Analyse decoded audio for the groups in features. out is filled (free
+ * with dx_analysis_result_free, also after a failure). DX_ERR_EMPTY for no
+ * samples, DX_ERR_SILENT for digital silence, DX_ERR_TOO_LONG beyond
+ * max_seconds; backend errors pass through. */
+dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned features, dx_analysis_progress_fn progress,
+                          void *ud, dx_analysis_result *out, dx_errbuf *err);
+
+/* Decode path (dx_audio_load, limited to max_seconds) and analyse it.
+ * Decoder statuses (DX_ERR_UNSUPPORTED, DX_ERR_CORRUPT, ...) pass through. */
+dx_status dx_analyzer_run_file(dx_analyzer *a, const char *path, unsigned features, dx_analysis_progress_fn progress,
+                               void *ud, dx_analysis_result *out, dx_errbuf *err);
+
+/* The result as a JSON object (caller owns it): seed-002 fields (tempo,
+ * key, energy, spectral_centroid, spectral_rolloff, zero_crossing_rate,
+ * features.mfcc, features.chroma) plus the rest; see result_json.c. */
+json_object *dx_analysis_result_json(const dx_analysis_result *r);
+
+/* ---- building blocks (host code, used by the pipeline and tests) ---- */
+
+/* Tempo and beats from onset envelopes of n frames (frame rate fps): env
+ * over all mel bands, env_low over the bands up to low_hz (may be NULL).
+ * Fills tempo, tempo_confidence, beats (seconds), onset_rate. */
+dx_status dx_tempo_analyze(const float *env, const float *env_low, size_t n, double fps, double duration,
+                           const dx_analysis_params *p, dx_analysis_result *r);
+/* Key from 12 chroma means (C first). Fills key_index, key, camelot,
+ * key_confidence. */
+void dx_key_detect(const double chroma[12], dx_analysis_result *r);
+/* Key name and Camelot code of a key index (0..23). */
+const char *dx_key_name(int key_index, char buf[16]);
+const char *dx_key_camelot(int key_index, char buf[4]);
+/* Integrated loudness, loudness range and true peak of planar audio. */
+dx_status dx_loudness_measure(const dx_audio *audio, double *lufs, double *lra, double *true_peak_db, dx_errbuf *err);
+
+#endif

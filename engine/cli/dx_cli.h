@@ -1,0 +1,30 @@
+/* dx_cli.h: what the `demix` subcommands share.
+ *
+ * Every subcommand is a function `int dx_cmd_<name>(int argc, char **argv)`
+ * listed once in the table in main.c; argv[0] is the subcommand's own name
+ * and the return value is the process exit status (0 success, 1 failure,
+ * 2 usage error). Single-threaded: the command line runs one command. */
+#ifndef DX_CLI_H
+#define DX_CLI_H
+
+#include "dx_config.h"
+#include "dx_db.h"
+
+/* Print "demix: <message>" and a newline to stderr. */
+void dx_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Load the configuration into *cfg; on failure print why and return 1,
+ * else 0. */
+int dx_cli_config(dx_config *cfg);
+
+/* Load the configuration and open the database. On success *db is open (the
+ * caller closes it with dx_db_close) and 0 is returned; on failure the
+ * reason is printed, *db is NULL and 1 is returned. */
+int dx_cli_open_db(dx_config *cfg, dx_db **db);
+
+/* Find the value of option `name` (e.g. "--user") in argv: accepts
+ * "--user VALUE" and "--user=VALUE". Returns NULL when absent; sets *bad when
+ * the option is present without a value. */
+const char *dx_cli_opt(int argc, char **argv, const char *name, int *bad);
+
+#endif

@@ -1,0 +1,175 @@
+/* job_separate.c: the `separate` job: split a track into stems with a named
+ * model and store them.
+ *
+ * Params: {"model": "htdemucs", "shifts": 1, "overlap": 0.25, "seed": 0,
+ * "two_stems": "vocals"} (all but model optional). The model comes from a
+ * process-wide cache of warm separators (dx_separator_acquire, keyed by name
+ * and the checkpoint files' mtimes), so consecutive jobs do not reload it.
+ * Progress is reported per chunk. Stems are written to
+ * storage_dir/stems/<job_id>/<stem>.wav (temporary name, then rename), then
+ * their rows go into `stems` in one transaction. Result:
+ *   {"model": m, "stems": [{"id","stem","format","size","duration","file_path"}]}
+ * A missing or damaged checkpoint, an unknown model, a missing track or a bad
+ * audio file fail the job at once with a readable error; database and device
+ * errors are retried.
+ * Threading: runs on a worker thread with the worker's connection and backend. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dx_audio.h"
+#include "dx_job_runner.h"
+#include "dx_separate.h"
+#include "dx_util.h"
+
+typedef struct {
+  dx_job_ctx *ctx;
+  int cancelled;
+} prog;
+
+static int on_progress(void *user, size_t done, size_t total) {
+  prog *p = user;
+  int pct = 5 + (int)(85.0 * (double)done / (double)(total ? total : 1));
+  if (dx_job_progress(p->ctx, pct) == DX_ERR_CANCELLED) {
+    p->cancelled = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static int rel_path_ok(const char *p) {
+  return p && *p && p[0] != '/' && strstr(p, "..") == NULL;
+}
+
+static const char *param_str(json_object *o, const char *key, const char *def) {
+  json_object *v;
+  return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
+                                                                                           : def;
+}
+
+static double param_num(json_object *o, const char *key, double def) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v)) return def;
+  if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) return json_object_get_double(v);
+  return def;
+}
+
+/* Insert the stem rows (replacing those of an earlier attempt) in one transaction. */
+static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *st, char (*paths)[1024],
+                            json_object *list, dx_errbuf *err) {
+  const dx_job *job = ctx->job;
+  dx_status rc = dx_db_begin(ctx->db, err);
+  if (rc != DX_OK) return rc;
+  rc = dx_db_exec(ctx->db, NULL, err, "DELETE FROM stems WHERE job_id = %s", job->id);
+  double duration = (double)st->frames / (double)st->samplerate;
+  size_t base = strlen(ctx->cfg->storage_dir) + 1;
+  for (int k = 0; k < st->n && rc == DX_OK; k++) {
+    char id[DX_UUID_LEN];
+    struct stat sb;
+    long long size = stat(paths[k], &sb) == 0 ? (long long)sb.st_size : 0;
+    const char *rel = paths[k] + base;
+    if ((rc = dx_uuid(id)) != DX_OK) break;
+    rc = dx_db_exec(ctx->db, NULL, err,
+                    "INSERT INTO stems (id, job_id, track_id, user_id, model, stem, format, size, duration, file_path)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %f, %s)",
+                    id, job->id, job->track_id, job->user_id, model, st->names[k], "wav", size, duration, rel);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(id));
+    json_object_object_add(o, "stem", json_object_new_string(st->names[k]));
+    json_object_object_add(o, "format", json_object_new_string("wav"));
+    json_object_object_add(o, "size", json_object_new_int64(size));
+    json_object_object_add(o, "duration", json_object_new_double(duration));
+    json_object_object_add(o, "file_path", json_object_new_string(rel));
+    json_object_array_add(list, o);
+  }
+  if (rc == DX_OK) return dx_db_commit(ctx->db, err);
+  dx_db_rollback(ctx->db);
+  return rc;
+}
+
+dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
+  const dx_job *job = ctx->job;
+  const char *model = param_str(ctx->params, "model", "htdemucs");
+  if (!job->track_id[0]) {
+    dx_job_set_retryable(ctx, 0);
+    return dx_fail(err, DX_ERR_INVALID, "separate job has no track");
+  }
+  MYSQL_RES *res = NULL;
+  dx_status st = dx_db_query(ctx->db, &res, err, "SELECT file_path FROM tracks WHERE id = %s", job->track_id);
+  if (st != DX_OK) return st;
+  MYSQL_ROW row = mysql_fetch_row(res);
+  char rel[1100] = "";
+  int found = row && row[0];
+  if (found) snprintf(rel, sizeof rel, "%s", row[0]);
+  mysql_free_result(res);
+  dx_job_set_retryable(ctx, 0); /* track, file and model problems do not get better by retrying */
+  if (!found) return dx_fail(err, DX_ERR_NOT_FOUND, "track %s does not exist", job->track_id);
+  if (!rel_path_ok(rel)) return dx_fail(err, DX_ERR_INVALID, "track %s has a bad file path", job->track_id);
+
+  dx_separator *sep = NULL;
+  if ((st = dx_separator_acquire(ctx->cfg->model_dir, model, &sep, err)) != DX_OK) return st;
+  if ((st = dx_job_progress(ctx, 2)) != DX_OK) {
+    dx_separator_release(sep);
+    return st;
+  }
+
+  char path[DX_CONFIG_STR + 1200];
+  snprintf(path, sizeof path, "%s/%s", ctx->cfg->storage_dir, rel);
+  dx_audio a = {0};
+  st = dx_audio_load(path, ctx->cfg->max_track_seconds, &a, err);
+  if (st == DX_OK) st = dx_separator_convert(sep, &a, err);
+  if (st != DX_OK) {
+    dx_audio_free(&a);
+    dx_separator_release(sep);
+    return st;
+  }
+
+  dx_separate_params p = dx_separate_default_params();
+  p.shifts = (int)param_num(ctx->params, "shifts", 1);
+  p.overlap = param_num(ctx->params, "overlap", 0.25);
+  p.seed = (uint64_t)param_num(ctx->params, "seed", 0);
+  p.two_stems = param_str(ctx->params, "two_stems", NULL);
+  prog pr = {ctx, 0};
+  p.progress = on_progress;
+  p.progress_user = &pr;
+  dx_stems stems = {0};
+  dx_backend *bes[1] = {ctx->backend};
+  dx_job_set_retryable(ctx, -1); /* device and memory failures may pass */
+  st = dx_separator_run(sep, bes, &a, &p, &stems, err);
+  dx_audio_free(&a);
+  dx_separator_release(sep);
+  if (pr.cancelled) {
+    dx_stems_free(&stems);
+    return DX_ERR_CANCELLED;
+  }
+  if (st != DX_OK) {
+    if (st == DX_ERR_INVALID) dx_job_set_retryable(ctx, 0);
+    return st;
+  }
+  if ((st = dx_job_progress(ctx, 92)) != DX_OK) {
+    dx_stems_free(&stems);
+    return st;
+  }
+
+  char dir[DX_CONFIG_STR + 64];
+  snprintf(dir, sizeof dir, "%s/stems/%s", ctx->cfg->storage_dir, job->id);
+  char paths[DX_STEMS_MAX][1024];
+  st = dx_stems_write(&stems, dir, DX_ENC_WAV_PCM16, paths, err);
+  if (st == DX_OK) {
+    json_object *list = json_object_new_array();
+    st = store_rows(ctx, model, &stems, paths, list, err);
+    if (st == DX_OK) {
+      json_object *result = json_object_new_object();
+      json_object_object_add(result, "model", json_object_new_string(model));
+      json_object_object_add(result, "stems", list);
+      dx_job_set_result(ctx, result);
+    } else {
+      json_object_put(list);
+    }
+  }
+  if (st != DX_OK) dx_rmtree(dir);
+  dx_stems_free(&stems);
+  return st;
+}

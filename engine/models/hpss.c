@@ -1,0 +1,209 @@
+/* hpss.c: harmonic/percussive separation by median filtering (see
+ * dx_hpss.h), block by block over the frames so that long tracks need no
+ * track-long spectrogram.
+ * Threading: any thread; FFTW plan creation is serialised by plan_lock. */
+#include "dx_hpss.h"
+
+#include <fftw3.h>
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK_FRAMES 256
+
+static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+dx_hpss_params dx_hpss_default_params(void) {
+  dx_hpss_params p;
+  memset(&p, 0, sizeof p);
+  p.n_fft = 2048;
+  p.hop = 512;
+  p.win_harm = 31;
+  p.win_perc = 31;
+  p.power = 2.0;
+  return p;
+}
+
+/* scipy.ndimage 'reflect' (d c b a | a b c d | d c b a) for index i of n. */
+static long reflect(long i, long n) {
+  if (n == 1) return 0;
+  long period = 2 * n;
+  i %= period;
+  if (i < 0) i += period;
+  return i < n ? i : period - 1 - i;
+}
+
+/* k-th smallest of v[0..n) (reorders v). */
+static float select_kth(float *v, int n, int k) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    float pivot = v[(lo + hi) / 2];
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (v[i] < pivot) i++;
+      while (v[j] > pivot) j--;
+      if (i <= j) {
+        float t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j)
+      hi = j;
+    else if (k >= i)
+      lo = i;
+    else
+      return v[k];
+  }
+  return v[k];
+}
+
+typedef struct {
+  int n_fft, hop, bins;
+  float *win;          /* periodic Hann */
+  float *frame;        /* n_fft real */
+  fftwf_complex *spec; /* bins */
+  fftwf_plan fwd, inv;
+} fft_state;
+
+static void fft_free(fft_state *s) {
+  pthread_mutex_lock(&plan_lock);
+  if (s->fwd) fftwf_destroy_plan(s->fwd);
+  if (s->inv) fftwf_destroy_plan(s->inv);
+  pthread_mutex_unlock(&plan_lock);
+  fftwf_free(s->frame);
+  fftwf_free(s->spec);
+  free(s->win);
+}
+
+static dx_status fft_init(fft_state *s, int n_fft, int hop) {
+  memset(s, 0, sizeof *s);
+  s->n_fft = n_fft;
+  s->hop = hop;
+  s->bins = n_fft / 2 + 1;
+  s->win = malloc((size_t)n_fft * sizeof *s->win);
+  s->frame = fftwf_malloc((size_t)n_fft * sizeof *s->frame);
+  s->spec = fftwf_malloc((size_t)s->bins * sizeof *s->spec);
+  if (!s->win || !s->frame || !s->spec) return DX_ERR_NOMEM;
+  for (int i = 0; i < n_fft; i++) s->win[i] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * i / n_fft));
+  pthread_mutex_lock(&plan_lock);
+  s->fwd = fftwf_plan_dft_r2c_1d(n_fft, s->frame, s->spec, FFTW_ESTIMATE);
+  s->inv = fftwf_plan_dft_c2r_1d(n_fft, s->spec, s->frame, FFTW_ESTIMATE);
+  pthread_mutex_unlock(&plan_lock);
+  return s->fwd && s->inv ? DX_OK : DX_ERR_NOMEM;
+}
+
+/* Spectrum of frame f of x (centred, zeros outside the signal) into dst. */
+static void stft_frame(fft_state *s, const float *x, size_t L, long f, fftwf_complex *dst) {
+  long start = f * s->hop - s->n_fft / 2;
+  for (int i = 0; i < s->n_fft; i++) {
+    long t = start + i;
+    s->frame[i] = (t >= 0 && t < (long)L) ? x[t] * s->win[i] : 0.0f;
+  }
+  fftwf_execute(s->fwd);
+  memcpy(dst, s->spec, (size_t)s->bins * sizeof *dst);
+}
+
+static float softmask(float x, float ref, double power) {
+  float z = x > ref ? x : ref;
+  if (z < FLT_MIN) return 0.5f;
+  double a = pow(x / z, power), b = pow(ref / z, power);
+  return (float)(a / (a + b));
+}
+
+/* Sum of squared windows of the frames covering sample t. */
+static double window_sumsq(const fft_state *s, long t, long n_frames) {
+  long pos = t + s->n_fft / 2; /* position in the padded signal */
+  long f_hi = pos / s->hop, f_lo = (pos - s->n_fft) / s->hop + 1;
+  if (pos - s->n_fft < 0) f_lo = 0;
+  double acc = 0;
+  for (long f = f_lo < 0 ? 0 : f_lo; f <= f_hi && f < n_frames; f++) {
+    long i = pos - f * s->hop;
+    if (i >= 0 && i < s->n_fft) acc += (double)s->win[i] * s->win[i];
+  }
+  return acc;
+}
+
+dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hpss_params *p, float *out,
+                      dx_errbuf *err) {
+  if (!mix || !out || !p || channels < 1) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+  if (length == 0) return dx_fail(err, DX_ERR_EMPTY, "empty track");
+  if (p->n_fft < 16 || (p->n_fft & 1) || p->hop < 1 || p->hop > p->n_fft || p->win_harm < 1 || !(p->win_harm & 1) ||
+      p->win_perc < 1 || !(p->win_perc & 1) || !(p->power > 0))
+    return dx_fail(err, DX_ERR_INVALID, "bad hpss parameters");
+  fft_state s;
+  dx_status st = fft_init(&s, p->n_fft, p->hop);
+  const long nF = 1 + (long)(length / (size_t)p->hop), hh = p->win_harm / 2, hp = p->win_perc / 2;
+  const int bins = s.bins;
+  const long ext_max = BLOCK_FRAMES + 2 * hh;
+  fftwf_complex *spec = fftwf_malloc((size_t)ext_max * bins * sizeof *spec);
+  float *mag = malloc((size_t)ext_max * bins * sizeof *mag);
+  int wmax = p->win_harm > p->win_perc ? p->win_harm : p->win_perc;
+  float *tmp = malloc((size_t)wmax * sizeof *tmp);
+  if (st != DX_OK || !spec || !mag || !tmp) {
+    fft_free(&s);
+    fftwf_free(spec);
+    free(mag);
+    free(tmp);
+    return dx_fail(err, DX_ERR_NOMEM, "out of memory for hpss");
+  }
+  float *harm_all = out, *perc_all = out + (size_t)channels * length;
+  memset(harm_all, 0, (size_t)channels * length * sizeof *out);
+  size_t blocks = (size_t)((nF + BLOCK_FRAMES - 1) / BLOCK_FRAMES), done = 0, total = blocks * (size_t)channels;
+  const float inv_n = 1.0f / (float)p->n_fft;
+
+  for (int c = 0; c < channels && st == DX_OK; c++) {
+    const float *x = mix + (size_t)c * length;
+    float *h = harm_all + (size_t)c * length;
+    for (long f0 = 0; f0 < nF && st == DX_OK; f0 += BLOCK_FRAMES) {
+      long f1 = f0 + BLOCK_FRAMES < nF ? f0 + BLOCK_FRAMES : nF;
+      long e0 = f0 - hh < 0 ? 0 : f0 - hh, e1 = f1 + hh > nF ? nF : f1 + hh;
+      for (long f = e0; f < e1; f++) {
+        fftwf_complex *d = spec + (size_t)(f - e0) * bins;
+        stft_frame(&s, x, length, f, d);
+        float *m = mag + (size_t)(f - e0) * bins;
+        for (int k = 0; k < bins; k++) m[k] = hypotf(d[k][0], d[k][1]);
+      }
+      for (long f = f0; f < f1; f++) {
+        const float *m = mag + (size_t)(f - e0) * bins;
+        const fftwf_complex *d = spec + (size_t)(f - e0) * bins;
+        for (int k = 0; k < bins; k++) {
+          for (long j = -hh; j <= hh; j++) tmp[j + hh] = mag[(size_t)(reflect(f + j, nF) - e0) * bins + k];
+          float H = select_kth(tmp, p->win_harm, (int)hh);
+          for (long j = -hp; j <= hp; j++) tmp[j + hp] = m[reflect(k + j, bins)];
+          float P = select_kth(tmp, p->win_perc, (int)hp);
+          float mk = softmask(H, P, p->power);
+          s.spec[k][0] = d[k][0] * mk;
+          s.spec[k][1] = d[k][1] * mk;
+        }
+        fftwf_execute(s.inv);
+        long start = f * p->hop - p->n_fft / 2;
+        for (int i = 0; i < p->n_fft; i++) {
+          long t = start + i;
+          if (t >= 0 && t < (long)length) h[t] += s.frame[i] * inv_n * s.win[i];
+        }
+      }
+      done++;
+      if (p->progress && p->progress(p->progress_user, done, total))
+        st = dx_fail(err, DX_ERR_CANCELLED, "separation cancelled");
+    }
+  }
+  if (st == DX_OK) {
+    /* window-sum normalisation; the sum is periodic in t with period hop away from the edges */
+    for (size_t t = 0; t < length; t++) {
+      double w = window_sumsq(&s, (long)t, nF);
+      float g = w > FLT_MIN ? (float)(1.0 / w) : 1.0f;
+      for (int c = 0; c < channels; c++) harm_all[(size_t)c * length + t] *= g;
+    }
+    for (size_t i = 0; i < (size_t)channels * length; i++) perc_all[i] = mix[i] - harm_all[i];
+  }
+  fft_free(&s);
+  fftwf_free(spec);
+  free(mag);
+  free(tmp);
+  return st;
+}

@@ -1,0 +1,56 @@
+/* h_files.c: GET /files/<path>: checks that the caller may see the file and
+ * hands the transfer to nginx with X-Accel-Redirect: /_storage/<path> (an
+ * internal location aliased to storage_dir). Paths are relative to
+ * storage_dir; `..`, empty segments, absolute paths and unusual characters
+ * are refused. For now a path is tracks/<track_id>/<file>.
+ * One request at a time per worker process. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dx_fcgi.h"
+
+static int path_char_ok(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+         c == '_' || c == '/';
+}
+
+/* 1 when p is a clean relative path: no leading '/', no empty segment, none
+ * starting with '.' (so no "." or ".."), only [A-Za-z0-9._-/]. */
+static int path_clean(const char *p) {
+  if (!*p || *p == '/') return 0;
+  const char *seg = p;
+  for (const char *c = p;; c++) {
+    if (*c == '/' || *c == 0) {
+      size_t n = (size_t)(c - seg);
+      if (n == 0 || seg[0] == '.') return 0; /* also ".", ".." and hidden temporary names */
+      if (*c == 0) return 1;
+      seg = c + 1;
+    } else if (!path_char_ok(*c)) {
+      return 0;
+    }
+  }
+}
+
+dx_status dx_h_files(dx_req *r) {
+  const char *path = dx_req_param(r, "path");
+  if (!path || strlen(path) > 1000 || !path_clean(path)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+  /* tracks/<id>/<file...> */
+  if (strncmp(path, "tracks/", 7) != 0) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+  char id[DX_UUID_LEN];
+  const char *rest = path + 7, *slash = strchr(rest, '/');
+  if (!slash || slash - rest != 36 || !slash[1]) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+  memcpy(id, rest, 36);
+  id[36] = 0;
+  dx_status st = dx_track_visible(r, id);
+  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+  if (st != DX_OK) return st;
+  char full[1600];
+  struct stat sb;
+  snprintf(full, sizeof full, "%s/%s", r->cfg->storage_dir, path);
+  if (stat(full, &sb) || !S_ISREG(sb.st_mode)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+  char *target = dx_pool_printf(r->pool, "/_storage/%s", path);
+  if (!target) return DX_ERR_NOMEM;
+  dx_resp_header(r, "X-Accel-Redirect", target);
+  return dx_resp_empty(r, 200);
+}

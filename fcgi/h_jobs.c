@@ -1,0 +1,137 @@
+/* h_jobs.c: the job routes: list, get, cancel, and POST /api/jobs/probe
+ * (queues a `probe` job that has the engine re-read a track's metadata).
+ * A user sees their own jobs, an admin every job.
+ * One request at a time per worker process. */
+#include <stdio.h>
+#include <string.h>
+
+#include "dx_fcgi.h"
+#include "dx_jobs.h"
+
+#define JOB_COLS                                                                                              \
+  "id, type, status, progress, track_id, params, result, error, attempts, max_attempts, created_at, "        \
+  "started_at, finished_at"
+
+static json_object *job_row_json(MYSQL_ROW row) {
+  json_object *j = json_object_new_object();
+  json_object_object_add(j, "id", dx_json_str(row[0]));
+  json_object_object_add(j, "type", dx_json_str(row[1]));
+  json_object_object_add(j, "status", dx_json_str(row[2]));
+  json_object_object_add(j, "progress", dx_json_int(row[3]));
+  json_object_object_add(j, "track_id", dx_json_str(row[4]));
+  json_object *params = dx_json_parsed(row[5]);
+  json_object_object_add(j, "params", params ? params : json_object_new_object());
+  json_object_object_add(j, "result", dx_json_parsed(row[6]));
+  json_object_object_add(j, "error", dx_json_str(row[7]));
+  json_object_object_add(j, "attempts", dx_json_int(row[8]));
+  json_object_object_add(j, "max_attempts", dx_json_int(row[9]));
+  json_object_object_add(j, "created_at", dx_json_time(row[10]));
+  json_object_object_add(j, "started_at", dx_json_time(row[11]));
+  json_object_object_add(j, "finished_at", dx_json_time(row[12]));
+  return j;
+}
+
+/* The job as JSON if the caller may see it. */
+static dx_status job_json(dx_req *r, const char *id, json_object **out) {
+  *out = NULL;
+  if (!id || !dx_id_valid(id)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+  MYSQL_RES *res;
+  dx_status st = dx_db_query(r->db, &res, &r->err, "SELECT " JOB_COLS " FROM jobs WHERE id = %s AND (%d OR user_id = %s)",
+                             id, r->user.admin, r->user.id);
+  if (st != DX_OK) return st;
+  MYSQL_ROW row = mysql_fetch_row(res);
+  if (row) *out = job_row_json(row);
+  mysql_free_result(res);
+  return row ? DX_OK : dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+}
+
+static const char *const job_statuses[] = {"queued", "running", "completed", "failed", "cancelled", NULL};
+
+dx_status dx_h_jobs_list(dx_req *r) {
+  dx_page pg;
+  dx_status st = dx_page_parse(r, &pg);
+  const char *status = dx_req_query(r, "status");
+  if (status) {
+    int ok = 0;
+    for (int i = 0; job_statuses[i]; i++) ok |= !strcmp(status, job_statuses[i]);
+    if (!ok) {
+      dx_valid_add(r, "status", "must be one of queued, running, completed, failed, cancelled");
+      st = DX_ERR_VALIDATION_ERROR;
+    }
+  }
+  if (st != DX_OK) return st;
+  long long total = 0;
+  st = dx_db_query_ll(r->db, &total, &r->err, "SELECT COUNT(*) FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s)",
+                      r->user.admin, r->user.id, status == NULL, status);
+  if (st != DX_OK) return st;
+  MYSQL_RES *res;
+  st = dx_db_query(r->db, &res, &r->err,
+                   "SELECT " JOB_COLS " FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) "
+                   "ORDER BY created_at DESC, id DESC LIMIT %lld OFFSET %lld",
+                   r->user.admin, r->user.id, status == NULL, status, pg.page_size, (pg.page - 1) * pg.page_size);
+  if (st != DX_OK) return st;
+  json_object *items = json_object_new_array();
+  MYSQL_ROW row;
+  while ((row = mysql_fetch_row(res))) json_object_array_add(items, job_row_json(row));
+  mysql_free_result(res);
+  return dx_resp_list(r, items, &pg, total);
+}
+
+dx_status dx_h_jobs_get(dx_req *r) {
+  json_object *j;
+  dx_status st = job_json(r, dx_req_param(r, "id"), &j);
+  return st == DX_OK ? dx_resp_json(r, 200, j) : st;
+}
+
+dx_status dx_h_jobs_cancel(dx_req *r) {
+  const char *id = dx_req_param(r, "id");
+  if (!dx_id_valid(id)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+  dx_errbuf e;
+  dx_status st = dx_job_cancel(r->db, id, r->user.admin ? NULL : r->user.id, &e);
+  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+  if (st == DX_ERR_EXISTS) return dx_fail(&r->err, DX_ERR_CONFLICT, "job has already finished");
+  if (st != DX_OK) return dx_fail(&r->err, st, "%s", e.msg);
+  json_object *j;
+  st = job_json(r, id, &j);
+  return st == DX_OK ? dx_resp_json(r, 200, j) : st;
+}
+
+/* Check the body {"track_id"} (no other fields) and submit a job of type. */
+static dx_status enqueue_for_track(dx_req *r, const char *type) {
+  json_object *v = NULL;
+  if (!json_object_object_get_ex(r->body, "track_id", &v) || json_object_is_type(v, json_type_null)) {
+    dx_valid_add(r, "track_id", "is required");
+    return DX_ERR_VALIDATION_ERROR;
+  }
+  if (!json_object_is_type(v, json_type_string)) {
+    dx_valid_add(r, "track_id", "must be a string");
+    return DX_ERR_VALIDATION_ERROR;
+  }
+  json_object_object_foreach(r->body, name, val) {
+    (void)val;
+    if (strcmp(name, "track_id")) dx_valid_add(r, name, "unknown field");
+  }
+  if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
+  return dx_job_submit(r, json_object_get_string(v), type, NULL);
+}
+
+dx_status dx_job_submit(dx_req *r, const char *track_id, const char *type, const char *params_json) {
+  dx_status st = dx_track_visible(r, track_id);
+  if (st != DX_OK) return st;
+  char job_id[DX_UUID_LEN];
+  dx_errbuf e;
+  st = dx_job_enqueue(r->db, r->user.id, track_id, type, params_json, r->cfg->max_attempts, job_id, &e);
+  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "track not found");
+  if (st != DX_OK) return dx_fail(&r->err, st == DX_ERR_DB ? DX_ERR_DB : DX_ERR_INTERNAL, "enqueue: %s", e.msg);
+  dx_job_wake(r->cfg->engine_socket);
+  json_object *d = json_object_new_object();
+  json_object_object_add(d, "job_id", json_object_new_string(job_id));
+  json_object_object_add(d, "track_id", json_object_new_string(track_id));
+  json_object_object_add(d, "status", json_object_new_string("queued"));
+  char loc[64];
+  snprintf(loc, sizeof loc, "/api/jobs/%s", job_id);
+  dx_resp_header(r, "Location", loc);
+  return dx_resp_json(r, 202, d);
+}
+
+dx_status dx_h_jobs_probe(dx_req *r) { return enqueue_for_track(r, "probe"); }

@@ -1,0 +1,203 @@
+/* h_processing.c: stem separation routes.
+ *   POST /api/processing/separate {track_id, model, engine, shifts?, two_stems?}
+ *        -> 202 {"data": {job_id, track_id, model, status: "queued"}}
+ *   GET  /api/processing/job/:id -> {id, status, progress, model, stems, error}
+ *   GET  /api/processing/models  -> {"models": [{name, description, stems, stem_names, installed}]}
+ * A model whose weights are missing answers 422 MODEL_NOT_INSTALLED with the
+ * command that fetches it; an unknown model 422 VALIDATION_ERROR; the
+ * `lalalai` engine 501 NOT_IMPLEMENTED. A user sees their own jobs and
+ * stems, an admin everyone's. One request at a time per worker process. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dx_fcgi.h"
+#include "dx_jobs.h"
+#include "dx_registry.h"
+
+static json_object *sources_json(const dx_registry_entry *e) {
+  json_object *a = json_object_new_array();
+  for (int k = 0; k < e->n_sources; k++) json_object_array_add(a, json_object_new_string(e->sources[k]));
+  return a;
+}
+
+dx_status dx_h_processing_models(dx_req *r) {
+  dx_registry_entry *v = NULL;
+  int n = 0;
+  dx_errbuf e;
+  if (dx_registry_list(r->cfg->model_dir, &v, &n, &e) != DX_OK) return DX_ERR_INTERNAL;
+  json_object *list = json_object_new_array();
+  for (int i = 0; i < n; i++) {
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "name", json_object_new_string(v[i].name));
+    json_object_object_add(m, "description", json_object_new_string(v[i].description));
+    json_object_object_add(m, "stems", v[i].n_sources ? json_object_new_int(v[i].n_sources) : NULL);
+    json_object_object_add(m, "stem_names", sources_json(&v[i]));
+    json_object_object_add(m, "installed", json_object_new_boolean(v[i].installed));
+    json_object_object_add(m, "engine", json_object_new_string("local"));
+    json_object_array_add(list, m);
+  }
+  free(v);
+  json_object *d = json_object_new_object();
+  json_object_object_add(d, "models", list);
+  return dx_resp_json(r, 200, d);
+}
+
+/* {"error", "code": "MODEL_NOT_INSTALLED", "details": {"model", "command"}} */
+static dx_status not_installed(dx_req *r, const char *name) {
+  char hint[128];
+  dx_registry_fetch_hint(name, hint, sizeof hint);
+  json_object *o = json_object_new_object();
+  char msg[256];
+  snprintf(msg, sizeof msg, "model %s is not installed; an operator can fetch it with: %s", name, hint);
+  json_object_object_add(o, "error", json_object_new_string(msg));
+  json_object_object_add(o, "code", json_object_new_string("MODEL_NOT_INSTALLED"));
+  json_object *det = json_object_new_object();
+  json_object_object_add(det, "model", json_object_new_string(name));
+  json_object_object_add(det, "command", json_object_new_string(hint));
+  json_object_object_add(o, "details", det);
+  const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+  dx_status st = dx_resp_raw(r, 422, "application/json", s, strlen(s));
+  json_object_put(o);
+  return st;
+}
+
+dx_status dx_h_processing_separate(dx_req *r) {
+  json_object *v;
+  const char *track_id = NULL, *model = "htdemucs", *engine = "local", *two = NULL;
+  int shifts = 1;
+  if (json_object_object_get_ex(r->body, "track_id", &v) && json_object_is_type(v, json_type_string))
+    track_id = json_object_get_string(v);
+  else
+    dx_valid_add(r, "track_id", "is required (a track id)");
+  if (json_object_object_get_ex(r->body, "model", &v) && !json_object_is_type(v, json_type_null)) {
+    if (json_object_is_type(v, json_type_string))
+      model = json_object_get_string(v);
+    else
+      dx_valid_add(r, "model", "must be a string");
+  }
+  if (json_object_object_get_ex(r->body, "engine", &v) && !json_object_is_type(v, json_type_null)) {
+    if (!json_object_is_type(v, json_type_string) ||
+        (strcmp(json_object_get_string(v), "local") && strcmp(json_object_get_string(v), "lalalai")))
+      dx_valid_add(r, "engine", "must be one of local, lalalai");
+    else
+      engine = json_object_get_string(v);
+  }
+  if (json_object_object_get_ex(r->body, "shifts", &v) && !json_object_is_type(v, json_type_null)) {
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 0 || json_object_get_int(v) > 10)
+      dx_valid_add(r, "shifts", "must be an integer from 0 to 10");
+    else
+      shifts = json_object_get_int(v);
+  }
+  if (json_object_object_get_ex(r->body, "two_stems", &v) && !json_object_is_type(v, json_type_null)) {
+    if (!json_object_is_type(v, json_type_string)) dx_valid_add(r, "two_stems", "must be a stem name");
+    else two = json_object_get_string(v);
+  }
+  if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
+  if (!strcmp(engine, "lalalai"))
+    return dx_resp_error(r, 501, "NOT_IMPLEMENTED", "engine lalalai is not available in this installation");
+
+  dx_registry_entry e;
+  dx_errbuf err;
+  if (!dx_registry_name_ok(model) || dx_registry_find(r->cfg->model_dir, model, &e, &err) != DX_OK) {
+    dx_valid_add(r, "model", "unknown model (see GET /api/processing/models)");
+    return DX_ERR_VALIDATION_ERROR;
+  }
+  if (two && e.n_sources > 0) {
+    int ok = 0;
+    for (int k = 0; k < e.n_sources; k++) ok |= !strcmp(e.sources[k], two);
+    if (!ok) {
+      dx_valid_add(r, "two_stems", "is not a stem of this model");
+      return DX_ERR_VALIDATION_ERROR;
+    }
+  }
+  dx_status st = dx_track_visible(r, track_id);
+  if (st != DX_OK) return st;
+  if (!e.installed) return not_installed(r, model);
+
+  json_object *params = json_object_new_object();
+  json_object_object_add(params, "model", json_object_new_string(model));
+  json_object_object_add(params, "engine", json_object_new_string("local"));
+  json_object_object_add(params, "shifts", json_object_new_int(shifts));
+  if (two) json_object_object_add(params, "two_stems", json_object_new_string(two));
+  char *pj = dx_pool_strdup(r->pool, json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+  json_object_put(params);
+  char job_id[DX_UUID_LEN];
+  dx_errbuf e2;
+  st = dx_job_enqueue(r->db, r->user.id, track_id, "separate", pj, r->cfg->max_attempts, job_id, &e2);
+  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "track not found");
+  if (st != DX_OK) return dx_fail(&r->err, st == DX_ERR_DB ? DX_ERR_DB : DX_ERR_INTERNAL, "enqueue: %s", e2.msg);
+  dx_job_wake(r->cfg->engine_socket);
+  json_object *d = json_object_new_object();
+  json_object_object_add(d, "job_id", json_object_new_string(job_id));
+  json_object_object_add(d, "track_id", json_object_new_string(track_id));
+  json_object_object_add(d, "model", json_object_new_string(model));
+  json_object_object_add(d, "status", json_object_new_string("queued"));
+  char loc[80];
+  snprintf(loc, sizeof loc, "/api/processing/job/%s", job_id);
+  dx_resp_header(r, "Location", loc);
+  return dx_resp_json(r, 202, d);
+}
+
+/* The stem records of a job, with download URLs. */
+static dx_status job_stems(dx_req *r, const char *job_id, json_object **out) {
+  MYSQL_RES *res;
+  dx_status st = dx_db_query(r->db, &res, &r->err,
+                             "SELECT id, stem, format, size, duration, model, track_id, created_at FROM stems "
+                             "WHERE job_id = %s ORDER BY created_at, stem",
+                             job_id);
+  if (st != DX_OK) return st;
+  json_object *a = json_object_new_array();
+  MYSQL_ROW row;
+  while ((row = mysql_fetch_row(res)) != NULL) {
+    json_object *s = json_object_new_object();
+    json_object_object_add(s, "id", dx_json_str(row[0]));
+    json_object_object_add(s, "stem", dx_json_str(row[1]));
+    json_object_object_add(s, "format", dx_json_str(row[2]));
+    json_object_object_add(s, "size", dx_json_int(row[3]));
+    json_object_object_add(s, "duration", dx_json_num(row[4]));
+    json_object_object_add(s, "model", dx_json_str(row[5]));
+    json_object_object_add(s, "track_id", dx_json_str(row[6]));
+    json_object_object_add(s, "created_at", dx_json_time(row[7]));
+    char url[80];
+    snprintf(url, sizeof url, "/export/stem/%s", row[0]);
+    json_object_object_add(s, "url", json_object_new_string(url));
+    json_object_array_add(a, s);
+  }
+  mysql_free_result(res);
+  *out = a;
+  return DX_OK;
+}
+
+dx_status dx_h_processing_job(dx_req *r) {
+  const char *id = dx_req_param(r, "id");
+  if (!id || !dx_id_valid(id)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+  MYSQL_RES *res;
+  dx_status st = dx_db_query(r->db, &res, &r->err,
+                             "SELECT id, status, progress, JSON_UNQUOTE(JSON_EXTRACT(params, '$.model')), error, "
+                             "track_id, created_at, finished_at FROM jobs "
+                             "WHERE id = %s AND type = 'separate' AND (%d OR user_id = %s)",
+                             id, r->user.admin, r->user.id);
+  if (st != DX_OK) return st;
+  dx_pool_result_on_cleanup(r->pool, res);
+  MYSQL_ROW row = mysql_fetch_row(res);
+  if (!row) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
+  json_object *d = json_object_new_object();
+  json_object_object_add(d, "id", dx_json_str(row[0]));
+  json_object_object_add(d, "status", dx_json_str(row[1]));
+  json_object_object_add(d, "progress", dx_json_int(row[2]));
+  json_object_object_add(d, "model", dx_json_str(row[3]));
+  json_object_object_add(d, "track_id", dx_json_str(row[5]));
+  json_object *stems = NULL;
+  if (row[1] && !strcmp(row[1], "completed")) {
+    if ((st = job_stems(r, row[0], &stems)) != DX_OK) {
+      json_object_put(d);
+      return st;
+    }
+  }
+  json_object_object_add(d, "stems", stems ? stems : json_object_new_array());
+  json_object_object_add(d, "error", dx_json_str(row[4]));
+  json_object_object_add(d, "created_at", dx_json_time(row[6]));
+  json_object_object_add(d, "finished_at", dx_json_time(row[7]));
+  return dx_resp_json(r, 200, d);
+}

@@ -1,0 +1,207 @@
+/* nn_conv.c: CPU convolutions and transposed convolutions (dx_nn_ops.h).
+ *
+ * Convolutions are im2col + SGEMM (OpenBLAS), in blocks of output positions
+ * so the column buffer stays under DX_CPU_SCRATCH_FLOATS; 1x1 stride-1
+ * convolutions multiply the input directly. Transposed convolutions are
+ * SGEMM (W^T x) into columns + col2im, in blocks of input positions,
+ * writing only the cropped window.
+ * Threading: reentrant; scratch is per call. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_cpu.h"
+
+/* Output positions [p0, p1) of one batch item into col[(ci,i,j)][p - p0]. */
+static void im2col(const float *x, float *col, long long ldcol, int cin, int h, int wd, int kh, int kw, int sh, int sw,
+                   int ph, int pw, int dh, int dw, int wout, long long p0, long long p1) {
+  for (int ci = 0; ci < cin; ci++) {
+    const float *xc = x + (size_t)ci * h * wd;
+    for (int i = 0; i < kh; i++) {
+      for (int j = 0; j < kw; j++) {
+        float *dst = col + ((size_t)(ci * kh + i) * kw + j) * ldcol;
+        long long p = p0;
+        while (p < p1) {
+          int oh = (int)(p / wout), ow = (int)(p % wout);
+          int run = wout - ow;
+          if (run > p1 - p) run = (int)(p1 - p);
+          int ih = oh * sh - ph + i * dh;
+          float *d = dst + (p - p0);
+          if (ih < 0 || ih >= h) {
+            memset(d, 0, (size_t)run * sizeof *d);
+          } else {
+            const float *xr = xc + (size_t)ih * wd;
+            int iw = ow * sw - pw + j * dw;
+            if (sw == 1 && iw >= 0 && iw + run <= wd) {
+              memcpy(d, xr + iw, (size_t)run * sizeof *d);
+            } else {
+              for (int q = 0; q < run; q++, iw += sw) d[q] = (iw >= 0 && iw < wd) ? xr[iw] : 0.0f;
+            }
+          }
+          p += run;
+        }
+      }
+    }
+  }
+}
+
+/* General 2-D convolution with dilation; conv1d is the h = 1 case. */
+static dx_status conv2d_gen(const float *x, const float *w, const float *bias, float *y, int batch, int cin, int h,
+                            int wd, int cout, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw) {
+  if (batch <= 0 || cin <= 0 || h <= 0 || wd <= 0 || cout <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 ||
+      ph < 0 || pw < 0 || dh <= 0 || dw <= 0)
+    return DX_ERR_INVALID;
+  long long hout = ((long long)h + 2 * ph - (long long)dh * (kh - 1) - 1) / sh + 1;
+  long long wout = ((long long)wd + 2 * pw - (long long)dw * (kw - 1) - 1) / sw + 1;
+  if (hout <= 0 || wout <= 0 || (long long)h + 2 * ph < (long long)dh * (kh - 1) + 1 ||
+      (long long)wd + 2 * pw < (long long)dw * (kw - 1) + 1)
+    return DX_ERR_INVALID;
+  long long P = hout * wout;
+  int K = cin * kh * kw;
+  int direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+  /* Many small batch items (frequency rows): several items side by side in
+   * one column matrix and one SGEMM, then scattered to [B][Cout][P]. */
+  long long group = 1;
+  if (batch > 1 && P < 4096) {
+    group = (long long)(DX_CPU_SCRATCH_FLOATS / ((size_t)(K > cout ? K : cout) * (size_t)P));
+    if (group > batch) group = batch;
+    if (group < 1) group = 1;
+  }
+  if (group > 1) {
+    float *col = malloc((size_t)K * (size_t)(group * P) * sizeof *col);
+    float *tmp = malloc((size_t)cout * (size_t)(group * P) * sizeof *tmp);
+    if (!col || !tmp) {
+      free(col);
+      free(tmp);
+      return DX_ERR_NOMEM;
+    }
+    for (int b0 = 0; b0 < batch; b0 += (int)group) {
+      int nb = (int)(b0 + group <= batch ? group : batch - b0);
+      long long ld = nb * P;
+      for (int b = 0; b < nb; b++)
+        im2col(x + (size_t)(b0 + b) * cin * h * wd, col + b * P, ld, cin, h, wd, kh, kw, sh, sw, ph, pw, dh, dw,
+               (int)wout, 0, P);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp,
+                  (int)ld);
+      for (int b = 0; b < nb; b++)
+        for (int co = 0; co < cout; co++) {
+          float *dst = y + ((size_t)(b0 + b) * cout + co) * P;
+          const float *src = tmp + (size_t)co * ld + b * P;
+          float bv = bias ? bias[co] : 0.0f;
+          for (long long p = 0; p < P; p++) dst[p] = src[p] + bv;
+        }
+    }
+    free(col);
+    free(tmp);
+    return DX_OK;
+  }
+  long long block = direct ? P : (long long)(DX_CPU_SCRATCH_FLOATS / (size_t)K);
+  if (block < 64) block = 64;
+  if (block > P) block = P;
+  float *col = direct ? NULL : malloc((size_t)K * (size_t)block * sizeof *col);
+  if (!direct && !col) return DX_ERR_NOMEM;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + (size_t)b * cin * h * wd;
+    float *yb = y + (size_t)b * cout * P;
+    for (long long p0 = 0; p0 < P; p0 += block) {
+      long long p1 = p0 + block < P ? p0 + block : P, np = p1 - p0;
+      const float *B = xb + p0;
+      int ldb = (int)P;
+      if (!direct) {
+        im2col(xb, col, np, cin, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, (int)wout, p0, p1);
+        B = col;
+        ldb = (int)np;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, K, 1.0f, w, K, B, ldb, 0.0f, yb + p0,
+                  (int)P);
+    }
+    if (bias)
+      for (int co = 0; co < cout; co++) {
+        float *r = yb + (size_t)co * P, bv = bias[co];
+        for (long long p = 0; p < P; p++) r[p] += bv;
+      }
+  }
+  free(col);
+  return DX_OK;
+}
+
+dx_status dx_cpu_conv1d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
+                        int cin, int lin, int cout, int k, int stride, int pad, int dil) {
+  (void)be;
+  return conv2d_gen(x, w, bias, y, batch, cin, 1, lin, cout, 1, k, 1, stride, 0, pad, 1, dil);
+}
+
+dx_status dx_cpu_conv2d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
+                        int cin, int h, int wd, int cout, int kh, int kw, int sh, int sw, int ph, int pw) {
+  (void)be;
+  return conv2d_gen(x, w, bias, y, batch, cin, h, wd, cout, kh, kw, sh, sw, ph, pw, 1, 1);
+}
+
+/* Transposed 2-D convolution, cropped window of the full output. */
+static dx_status conv_tr2d_gen(const float *x, const float *w, const float *bias, float *y, int batch, int cin, int h,
+                               int wd, int cout, int kh, int kw, int sh, int sw, int crop_h, int crop_w, int hout,
+                               int wout) {
+  if (batch <= 0 || cin <= 0 || h <= 0 || wd <= 0 || cout <= 0 || kh <= 0 || kw <= 0 || sh <= 0 || sw <= 0 ||
+      crop_h < 0 || crop_w < 0 || hout <= 0 || wout <= 0)
+    return DX_ERR_INVALID;
+  long long full_h = (long long)(h - 1) * sh + kh, full_w = (long long)(wd - 1) * sw + kw;
+  if (crop_h + (long long)hout > full_h || crop_w + (long long)wout > full_w) return DX_ERR_INVALID;
+  long long P = (long long)h * wd, Q = (long long)hout * wout;
+  int R = cout * kh * kw; /* column rows: (co, i, j) */
+  long long block = (long long)(DX_CPU_SCRATCH_FLOATS / (size_t)R);
+  if (block < 64) block = 64;
+  if (block > P) block = P;
+  float *col = malloc((size_t)R * (size_t)block * sizeof *col);
+  if (!col) return DX_ERR_NOMEM;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + (size_t)b * cin * P;
+    float *yb = y + (size_t)b * cout * Q;
+    for (int co = 0; co < cout; co++) {
+      float bv = bias ? bias[co] : 0.0f, *r = yb + (size_t)co * Q;
+      for (long long q = 0; q < Q; q++) r[q] = bv;
+    }
+    for (long long p0 = 0; p0 < P; p0 += block) {
+      long long p1 = p0 + block < P ? p0 + block : P, np = p1 - p0;
+      /* col[R][np] = W^T (W stored [cin][R]) x[cin][p0:p1] */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, (int)np, cin, 1.0f, w, R, xb + p0, (int)P, 0.0f, col,
+                  (int)np);
+      for (int co = 0; co < cout; co++) {
+        float *yc = yb + (size_t)co * Q;
+        for (int i = 0; i < kh; i++) {
+          for (int j = 0; j < kw; j++) {
+            const float *c = col + ((size_t)(co * kh + i) * kw + j) * np;
+            long long p = p0;
+            while (p < p1) {
+              long long ih = p / wd, iw0 = p % wd, run = wd - iw0;
+              if (run > p1 - p) run = p1 - p;
+              long long oh = ih * sh + i - crop_h;
+              if (oh >= 0 && oh < hout) {
+                float *yr = yc + oh * wout;
+                const float *cr = c + (p - p0);
+                long long ow = iw0 * sw + j - crop_w;
+                for (long long q = 0; q < run; q++, ow += sw)
+                  if (ow >= 0 && ow < wout) yr[ow] += cr[q];
+              }
+              p += run;
+            }
+          }
+        }
+      }
+    }
+  }
+  free(col);
+  return DX_OK;
+}
+
+dx_status dx_cpu_conv_tr1d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
+                           int cin, int lin, int cout, int k, int stride, int crop, int lout) {
+  (void)be;
+  return conv_tr2d_gen(x, w, bias, y, batch, cin, 1, lin, cout, 1, k, 1, stride, 0, crop, 1, lout);
+}
+
+dx_status dx_cpu_conv_tr2d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
+                           int cin, int h, int wd, int cout, int kh, int kw, int sh, int sw, int crop_h, int crop_w,
+                           int hout, int wout) {
+  (void)be;
+  return conv_tr2d_gen(x, w, bias, y, batch, cin, h, wd, cout, kh, kw, sh, sw, crop_h, crop_w, hout, wout);
+}

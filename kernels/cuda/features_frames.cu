@@ -1,0 +1,160 @@
+/* features_frames.cu: the CUDA backend's per-frame features, one thread
+ * block per STFT frame: spectral centroid, bandwidth, rolloff, flatness and
+ * contrast peak/valley from the power spectrogram, and RMS and
+ * zero-crossing rate from the signal. Each equals its CPU reference in
+ * kernels/cpu/features_frames.c (same formulas, sums in double; the rolloff
+ * scan and the contrast selection run sequentially in one thread in the
+ * CPU's order). Threading: launches on the plan's stream. */
+#include <float.h>
+#include <math.h>
+
+#include "features_cuda.h"
+
+#define FTPB 256
+#define MAX_Q 64 /* contrast quantile bins per band the kernel can hold */
+
+__device__ static double block_sum(double v, double *sm) {
+  sm[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) sm[threadIdx.x] += sm[threadIdx.x + s];
+    __syncthreads();
+  }
+  double r = sm[0];
+  __syncthreads();
+  return r;
+}
+
+__global__ void k_spectral(const float *power, int ld_pow, int nb, const double *freq, float roll_pct,
+                           dx_cuda_bands bands, float *feat, int ld_feat) {
+  __shared__ double sm[FTPB];
+  const float *P = power + (size_t)blockIdx.x * ld_pow;
+  float *out = feat + (size_t)blockIdx.x * ld_feat;
+  double l1 = 0, ws = 0, ls = 0, as = 0, prod = 1;
+  int cnt = 0;
+  for (int k = threadIdx.x; k < nb; k += blockDim.x, cnt++) {
+    double s = sqrtf(P[k]);
+    l1 += s;
+    ws += freq[k] * s;
+    double v = P[k] > 1e-10f ? P[k] : 1e-10; /* flatness: max(amin, |X|^2) */
+    prod *= v; /* the log of a running product, renormalised every 16 factors (as on the CPU) */
+    as += v;
+    if ((cnt & 15) == 15) {
+      int e;
+      prod = frexp(prod, &e);
+      ls += e * M_LN2;
+    }
+  }
+  ls += log(prod);
+  l1 = block_sum(l1, sm);
+  ws = block_sum(ws, sm);
+  ls = block_sum(ls, sm);
+  as = block_sum(as, sm);
+  double norm = l1 < FLT_MIN ? 1.0 : l1; /* util.normalize(norm=1) leaves tiny columns */
+  double centroid = ws / norm, bw = 0;
+  for (int k = threadIdx.x; k < nb; k += blockDim.x) {
+    double d = freq[k] - centroid;
+    bw += sqrtf(P[k]) / norm * d * d;
+  }
+  bw = block_sum(bw, sm);
+  if (threadIdx.x == 0) {
+    /* rolloff: lowest bin whose cumulative magnitude reaches roll_pct of the total */
+    double thr = roll_pct * l1, cum = 0, roll = freq[nb - 1];
+    for (int k = 0; k < nb; k++) {
+      cum += sqrtf(P[k]);
+      if (cum >= thr) {
+        roll = freq[k];
+        break;
+      }
+    }
+    out[DX_FCOL_CENTROID] = (float)centroid;
+    out[DX_FCOL_BANDWIDTH] = (float)sqrt(bw);
+    out[DX_FCOL_ROLLOFF] = (float)roll;
+    out[DX_FCOL_FLATNESS] = (float)(exp(ls / nb) / (as / nb));
+  }
+  if ((int)threadIdx.x < bands.n) {
+    /* contrast band b: means of the q smallest and q largest magnitudes */
+    int b = threadIdx.x, q = bands.q[b], nlo = 0, nhi = 0;
+    float lo[MAX_Q], hi[MAX_Q];
+    const float *band = P + bands.lo[b];
+    for (int k = 0; k < bands.cnt[b]; k++) {
+      float v = sqrtf(band[k]);
+      if (nlo < q || v < lo[nlo - 1]) {
+        int i = nlo < q ? nlo++ : q - 1;
+        while (i > 0 && lo[i - 1] > v) {
+          lo[i] = lo[i - 1];
+          i--;
+        }
+        lo[i] = v;
+      }
+      if (nhi < q || v > hi[nhi - 1]) {
+        int i = nhi < q ? nhi++ : q - 1;
+        while (i > 0 && hi[i - 1] < v) {
+          hi[i] = hi[i - 1];
+          i--;
+        }
+        hi[i] = v;
+      }
+    }
+    double vs = 0, ps = 0;
+    for (int i = 0; i < q; i++) {
+      vs += lo[i];
+      ps += hi[i];
+    }
+    out[DX_FCOL_PEAK0 + b] = (float)(ps / q);
+    out[DX_FCOL_VALLEY0 + b] = (float)(vs / q);
+  }
+}
+
+extern "C" dx_status dx_cuda_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames,
+                                             float *feat, int ld_feat) {
+  dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
+  int nb = plan->n_bins;
+  if (ld_pow < nb || ld_feat < DX_FCOL_COUNT || n_frames < 0) return DX_ERR_INVALID;
+  for (int b = 0; b < pv->bands.n; b++)
+    if (pv->bands.q[b] > MAX_Q) return DX_ERR_INVALID; /* n_fft too large for the contrast kernel */
+  if (!n_frames) return DX_OK;
+  k_spectral<<<n_frames, FTPB, 0, pv->stream>>>(power, ld_pow, nb, pv->freq, plan->p.rolloff_percent, pv->bands, feat,
+                                                ld_feat);
+  DX_CUDA_CHECK(cudaGetLastError());
+  return DX_OK;
+}
+
+/* RMS over the zero-padded frame; zero crossings over the edge-padded one
+ * (|x| <= 1e-10 counts as 0, 0 counts as positive), rate = count / n_fft. */
+__global__ void k_signal(const float *y, long long n, long long frame0, int nf, int hop, float *feat, int ld_feat) {
+  __shared__ double sm[FTPB];
+  long long start = (frame0 + blockIdx.x) * hop - nf / 2;
+  double ss = 0, zc = 0;
+  for (int i = threadIdx.x; i < nf; i += blockDim.x) {
+    long long idx = start + i;
+    float v = (idx >= 0 && idx < n) ? y[idx] : 0.0f;
+    ss += (double)v * v;
+    if (i > 0) {
+      long long a = idx - 1 < 0 ? 0 : (idx - 1 >= n ? n - 1 : idx - 1);
+      long long b = idx < 0 ? 0 : (idx >= n ? n - 1 : idx);
+      float za = y[a], zb = y[b];
+      int na = fabsf(za) <= 1e-10f ? 0 : signbit(za) != 0;
+      int nb = fabsf(zb) <= 1e-10f ? 0 : signbit(zb) != 0;
+      zc += na != nb;
+    }
+  }
+  ss = block_sum(ss, sm);
+  zc = block_sum(zc, sm);
+  if (threadIdx.x == 0) {
+    float *out = feat + (size_t)blockIdx.x * ld_feat;
+    out[DX_FCOL_RMS] = (float)sqrt(ss / nf);
+    out[DX_FCOL_ZCR] = (float)zc / nf;
+  }
+}
+
+extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
+                                           float *feat, int ld_feat) {
+  dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
+  if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0) return DX_ERR_INVALID;
+  if (!n_frames) return DX_OK;
+  k_signal<<<n_frames, FTPB, 0, pv->stream>>>(y, (long long)n, (long long)frame0, plan->p.n_fft, plan->p.hop, feat,
+                                              ld_feat);
+  DX_CUDA_CHECK(cudaGetLastError());
+  return DX_OK;
+}

@@ -1,0 +1,71 @@
+"""Jobs through nginx: a probe job runs on the stack's demixd; listing,
+ownership and cancelling a queued job."""
+
+import time
+
+import pytest
+
+
+def _data(r, status):
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    return r.json()["data"]
+
+
+def _wait_job(stack, tok, job_id, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        j = _data(stack.get(f"/api/jobs/{job_id}", token=tok), 200)
+        if j["status"] in ("completed", "failed", "cancelled"):
+            return j
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} still {j['status']} after {seconds}s")
+
+
+def test_probe_job_runs(stack, token, audio, upload):
+    tok = token()
+    t = _data(upload(tok, audio("flac", seconds=1.25, rate=48000, channels=2)), 201)
+    j = _data(stack.post("/api/jobs/probe", token=tok, json={"track_id": t["id"]}), 202)
+    assert j["status"] == "queued"
+    done = _wait_job(stack, tok, j["job_id"])
+    assert done["status"] == "completed", done
+    assert done["progress"] == 100
+    res = done["result"]
+    assert res["sample_rate"] == 48000 and res["channels"] == 2 and res["format"] == "flac"
+    assert res["duration"] == pytest.approx(1.25, abs=1e-3)
+    assert res["frames"] == 60000
+    listed = stack.get("/api/jobs", token=tok).json()
+    assert listed["meta"]["total_count"] == 1
+    assert listed["data"][0]["id"] == j["job_id"]
+
+
+def test_probe_needs_an_owned_track(stack, token, audio, upload):
+    owner, other = token(), token()
+    t = _data(upload(owner, audio("wav", seconds=0.2)), 201)
+    r = stack.post("/api/jobs/probe", token=other, json={"track_id": t["id"]})
+    assert r.status_code == 404, r.text
+    r = stack.post("/api/jobs/probe", token=owner, json={})
+    assert r.status_code in (400, 422), r.text
+    r = stack.post("/api/jobs/probe", token=owner, data=b"{nope", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert isinstance(r.json()["code"], str)
+
+
+def test_other_users_job_is_404(stack, token, audio, upload):
+    owner, other = token(), token()
+    t = _data(upload(owner, audio("wav", seconds=0.2)), 201)
+    j = _data(stack.post("/api/jobs/probe", token=owner, json={"track_id": t["id"]}), 202)
+    assert stack.get(f"/api/jobs/{j['job_id']}", token=other).status_code == 404
+    assert stack.delete(f"/api/jobs/{j['job_id']}", token=other).status_code == 404
+    assert stack.get("/api/jobs", token=other).json()["meta"]["total_count"] == 0
+
+
+def test_cancel_queued_job(stack, token, audio, upload, no_stack_demixd):
+    tok = token()
+    t = _data(upload(tok, audio("wav", seconds=0.2)), 201)
+    j = _data(stack.post("/api/jobs/probe", token=tok, json={"track_id": t["id"]}), 202)
+    r = stack.delete(f"/api/jobs/{j['job_id']}", token=tok)
+    assert r.status_code in (200, 202, 204), r.text
+    got = _data(stack.get(f"/api/jobs/{j['job_id']}", token=tok), 200)
+    assert got["status"] == "cancelled"
+    row = stack.sql(f"SELECT status, cancel_requested FROM jobs WHERE id = '{j['job_id']}'")
+    assert row == [("cancelled", "1")] or row[0][0] == "cancelled"

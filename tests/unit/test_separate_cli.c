@@ -1,0 +1,173 @@
+/* test_separate_cli.c: the `demix separate` command end to end:
+ *   demix separate --repo DIR -n htdemucs_tiny --shifts 0 --float32 -d cpu -o OUT mix.wav
+ * on the kit's htdemucs_tiny separate/input (written as a float WAV)
+ * reproduces separate/output within 2e-3 relative L2; a second run skips the
+ * finished track and --overwrite redoes it; --two-stems; hpss stems written
+ * as float WAV add back to the mix; a directory argument; usage errors. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dx_audio.h"
+#include "dx_test.h"
+#include "dx_util.h"
+
+static char tmp[64];
+static char demix[1024];
+
+static int run(const char *args) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "cd %s && DEMIX_HOME=%s DEMIX_MODEL_DIR=%s/models %s %s 2>>%s/log.txt", tmp, tmp, tmp, demix,
+           args, tmp);
+  int rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static float *load_stem(const char *rel, size_t *frames) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", tmp, rel);
+  dx_audio a = {0};
+  dx_errbuf err = {{0}};
+  if (dx_audio_load(path, 0, &a, &err) != DX_OK) {
+    fprintf(stderr, "  cannot load %s: %s\n", path, err.msg);
+    return NULL;
+  }
+  *frames = a.frames;
+  return a.data;
+}
+
+static long long mtime_ns(const char *rel) {
+  char path[512];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/%s", tmp, rel);
+  if (stat(path, &sb) != 0) return -1;
+  return (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+}
+
+static int setup(void) {
+  if (tmp[0]) return 1;
+  const char *b = getenv("DEMIX_BUILD");
+  snprintf(demix, sizeof demix, "%.900s/demix", b ? b : ".");
+  if (demix[0] != '/') {
+    char cwd[512];
+    if (getcwd(cwd, sizeof cwd)) {
+      char t[1600];
+      snprintf(t, sizeof t, "%s/%s", cwd, demix);
+      snprintf(demix, sizeof demix, "%.1000s", t);
+    }
+  }
+  snprintf(tmp, sizeof tmp, "/tmp/dx_sepcli_XXXXXX");
+  if (!mkdtemp(tmp)) return 0;
+  char dir[128], src[1024], dst[256];
+  snprintf(dir, sizeof dir, "%s/repo", tmp);
+  dx_mkdirs(dir);
+  const char *ref = dx_test_ref_path("demucs/htdemucs_tiny.th");
+  if (ref[0] == '/')
+    snprintf(src, sizeof src, "%s", ref);
+  else {
+    char cwd[512];
+    if (!getcwd(cwd, sizeof cwd)) return 0;
+    snprintf(src, sizeof src, "%s/%s", cwd, ref);
+  }
+  snprintf(dst, sizeof dst, "%s/htdemucs_tiny.th", dir);
+  if (symlink(src, dst) != 0) return 0;
+  size_t n = 0;
+  float *in = dx_test_read_tensor(dx_test_ref_path("demucs/htdemucs_tiny/separate_input.f16"), &n);
+  if (!in) return 0;
+  char path[256];
+  snprintf(path, sizeof path, "%s/mix.wav", tmp);
+  dx_status st = dx_audio_write(path, in, 2, n / 2, 44100, DX_ENC_WAV_FLOAT, NULL);
+  free(in);
+  return st == DX_OK;
+}
+
+DX_TEST(htdemucs_tiny_reproduces_kit) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  CHECK(run("separate --repo repo -n htdemucs_tiny --shifts 0 --float32 -d cpu -o OUT mix.wav") == 0);
+  size_t no = 0;
+  float *ref = dx_test_read_tensor(dx_test_ref_path("demucs/htdemucs_tiny/separate_output.f16"), &no);
+  CHECK(ref != NULL);
+  if (!ref) return;
+  const char *srcs[4] = {"drums", "bass", "other", "vocals"};
+  size_t L = no / 8;
+  float *got = malloc(no * sizeof *got);
+  int ok = 1;
+  for (int k = 0; k < 4; k++) {
+    char rel[128];
+    size_t frames = 0;
+    snprintf(rel, sizeof rel, "OUT/htdemucs_tiny/mix/%s.wav", srcs[k]);
+    float *s = load_stem(rel, &frames);
+    CHECK(s && frames == L);
+    if (!s || frames != L) {
+      ok = 0;
+      free(s);
+      continue;
+    }
+    memcpy(got + (size_t)k * 2 * L, s, 2 * L * sizeof *s);
+    free(s);
+  }
+  if (ok) {
+    double e = dx_test_rel_l2(got, ref, no);
+    fprintf(stderr, "  demix separate htdemucs_tiny: rel L2 %.3g\n", e);
+    CHECK_MSG(e < 2e-3, "rel L2 %.3g", e);
+  }
+  /* a finished track is skipped; --overwrite redoes it */
+  long long t0 = mtime_ns("OUT/htdemucs_tiny/mix/vocals.wav");
+  CHECK(run("separate --repo repo -n htdemucs_tiny --shifts 0 --float32 -d cpu -o OUT mix.wav") == 0);
+  CHECK(mtime_ns("OUT/htdemucs_tiny/mix/vocals.wav") == t0);
+  CHECK(run("separate --repo repo -n htdemucs_tiny --shifts 0 --float32 -d cpu -o OUT --overwrite mix.wav") == 0);
+  CHECK(mtime_ns("OUT/htdemucs_tiny/mix/vocals.wav") != t0);
+  free(got);
+  free(ref);
+}
+
+DX_TEST(two_stems_and_hpss) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  CHECK(run("separate --repo repo -n htdemucs_tiny --two-stems vocals --shifts 1 --seed 3 -d cpu -o OUT2 mix.wav") == 0);
+  CHECK(mtime_ns("OUT2/htdemucs_tiny/mix/vocals.wav") > 0 && mtime_ns("OUT2/htdemucs_tiny/mix/no_vocals.wav") > 0);
+  CHECK(mtime_ns("OUT2/htdemucs_tiny/mix/drums.wav") < 0);
+  CHECK(run("separate --repo repo -n htdemucs_tiny --two-stems kazoo -d cpu -o OUT2 mix.wav") != 0);
+
+  /* hpss over a directory argument, float output: the stems add back to the mix */
+  char d[128], p[160];
+  snprintf(d, sizeof d, "%s/tracks", tmp);
+  dx_mkdirs(d);
+  snprintf(p, sizeof p, "%s/mix.wav", tmp);
+  char q[160];
+  snprintf(q, sizeof q, "%s/tracks/a.wav", tmp);
+  CHECK(link(p, q) == 0);
+  CHECK(run("separate -n hpss --float32 -o OUT3 tracks") == 0);
+  size_t nh = 0, np = 0, nm = 0;
+  float *h = load_stem("OUT3/hpss/a/harmonic.wav", &nh), *pc = load_stem("OUT3/hpss/a/percussive.wav", &np);
+  float *mix = load_stem("mix.wav", &nm);
+  CHECK(h && pc && mix && nh == nm && np == nm);
+  if (h && pc && mix && nh == nm && np == nm) {
+    double worst = 0;
+    for (size_t i = 0; i < 2 * nm; i++) worst = fmax(worst, fabs((double)h[i] + pc[i] - mix[i]));
+    CHECK_MSG(worst < 1e-6, "hpss: max |h + p - mix| = %.3g", worst);
+  }
+  free(h);
+  free(pc);
+  free(mix);
+}
+
+DX_TEST(usage_errors) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  CHECK(run("separate") == 2);
+  CHECK(run("separate --shifts x mix.wav") == 2);
+  CHECK(run("separate --int24 --float32 mix.wav") == 2);
+  CHECK(run("separate --repo repo -n nosuch mix.wav") == 1);
+  CHECK(run("separate --repo repo -n htdemucs mix.wav") == 1); /* not installed */
+  CHECK(run("separate --repo repo -n hpss missing.wav") == 1);
+  CHECK(run("separate --help") == 0);
+}
+
+DX_TEST(zz_cleanup) {
+  if (tmp[0]) dx_rmtree(tmp);
+}
+
+DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(usage_errors), DX_T(zz_cleanup))
