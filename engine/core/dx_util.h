@@ -28,6 +28,9 @@ dx_status dx_read_file(const char *path, char **data, size_t *n);
 /* Remove a directory tree; missing is fine. */
 dx_status dx_rmtree(const char *path);
 
+/* IEEE half-precision bits to float (model files and reference tensors). */
+float dx_half_to_float(uint16_t h);
+
 /* Hex sha256 of a buffer (65 bytes with NUL). */
 void dx_sha256_hex(const void *data, size_t n, char out[65]);
 

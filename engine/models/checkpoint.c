@@ -4,6 +4,7 @@
  * every tensor view out of its storage with bounds checks.
  * Threading: no shared state. */
 #include "dx_checkpoint.h"
+#include "dx_util.h"
 
 #include <fcntl.h>
 #include <stdint.h>
@@ -51,25 +52,10 @@ void dx_checkpoint_free(dx_checkpoint *ck) {
 
 /* ---- storages ---- */
 
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (man == 0) bits = sign;
-    else {
-      exp = 127 - 15 + 1;
-      while (!(man & 0x400)) { man <<= 1; exp--; }
-      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-  else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
 
 static float load_elem(const uint8_t *base, int64_t i, dx_storage_dtype dt) {
   switch (dt) {
-  case DX_DT_F16: { uint16_t h; memcpy(&h, base + 2 * i, 2); return half_to_float(h); }
+  case DX_DT_F16: { uint16_t h; memcpy(&h, base + 2 * i, 2); return dx_half_to_float(h); }
   case DX_DT_BF16: { uint16_t h; memcpy(&h, base + 2 * i, 2); uint32_t b = (uint32_t)h << 16; float f; memcpy(&f, &b, 4); return f; }
   case DX_DT_F32: { float f; memcpy(&f, base + 4 * i, 4); return f; }
   case DX_DT_F64: { double d; memcpy(&d, base + 8 * i, 8); return (float)d; }

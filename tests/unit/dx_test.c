@@ -1,6 +1,8 @@
 /* dx_test.c: the unit-test harness (see dx_test.h). */
 #include "dx_test.h"
 
+#include "dx_util.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,21 +39,6 @@ static const char *join_env(const char *env, const char *fallback, const char *r
 const char *dx_test_ref_path(const char *rel) { return join_env("DEMIX_REFERENCE", "../shared/reference", rel); }
 const char *dx_test_src_path(const char *rel) { return join_env("DEMIX_SOURCE", ".", rel); }
 
-static float half_to_float(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-  if (exp == 0) {
-    if (man == 0) bits = sign;
-    else {
-      exp = 127 - 15 + 1;
-      while (!(man & 0x400)) { man <<= 1; exp--; }
-      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-  else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-  float f;
-  memcpy(&f, &bits, 4);
-  return f;
-}
 
 float *dx_test_read_tensor(const char *path, size_t *n) {
   FILE *f = fopen(path, "rb");
@@ -68,7 +55,7 @@ float *dx_test_read_tensor(const char *path, size_t *n) {
     return NULL;
   }
   fclose(f);
-  if (half) for (size_t i = 0; i < count; i++) out[i] = half_to_float(((uint16_t *)raw)[i]);
+  if (half) for (size_t i = 0; i < count; i++) out[i] = dx_half_to_float(((uint16_t *)raw)[i]);
   else memcpy(out, raw, count * 4);
   free(raw);
   *n = count;

@@ -51,5 +51,16 @@ DX_TEST(uuid_shape) {
   CHECK(!dx_uuid_valid("not-a-uuid"));
 }
 
+DX_TEST(half_floats_convert_exactly) {
+  CHECK(dx_half_to_float(0x3c00) == 1.0f);
+  CHECK(dx_half_to_float(0xc000) == -2.0f);
+  CHECK(dx_half_to_float(0x7bff) == 65504.0f);
+  CHECK(dx_half_to_float(0x0001) == ldexpf(1.0f, -24)); /* smallest subnormal */
+  CHECK(dx_half_to_float(0x03ff) == ldexpf(1023.0f, -24)); /* largest subnormal */
+  CHECK(isinf(dx_half_to_float(0x7c00)) && dx_half_to_float(0xfc00) < 0);
+  CHECK(isnan(dx_half_to_float(0x7e00)));
+  CHECK(signbit(dx_half_to_float(0x8000)) && dx_half_to_float(0x8000) == 0.0f);
+}
+
 DX_TEST_MAIN(DX_T(every_code_has_message_and_name), DX_T(config_rejects_bad_values), DX_T(sha256_known_vectors),
-             DX_T(uuid_shape))
+             DX_T(uuid_shape), DX_T(half_floats_convert_exactly))
