@@ -24,7 +24,7 @@ while (($#)); do
     --no-build) upargs+=(--no-build); shift ;;
     --fast-db) upargs+=(--fast-db); shift ;;
     --fcgi-keepalive) upargs+=(--fcgi-keepalive "$2"); shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
