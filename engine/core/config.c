@@ -114,7 +114,7 @@ dx_status dx_config_load(dx_config *cfg, dx_errbuf *err) {
   else if (!getcwd(cfg->home, sizeof cfg->home)) return dx_fail(err, DX_ERR_CONFIG, "getcwd failed");
   snprintf(cfg->db_user, sizeof cfg->db_user, "demix");
   snprintf(cfg->db_name, sizeof cfg->db_name, "demix");
-  snprintf(cfg->models_base_url, sizeof cfg->models_base_url, "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer");
+  snprintf(cfg->models_base_url, sizeof cfg->models_base_url, "https://dl.fbaipublicfiles.com/demucs");
   snprintf(cfg->device, sizeof cfg->device, "auto");
   cfg->db_port = 3306;
   cfg->http_port = 8080;

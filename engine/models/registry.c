@@ -38,8 +38,6 @@ static const struct {
 };
 #define N_BUILTIN (int)(sizeof builtin / sizeof builtin[0])
 
-static const char *official_dirs[] = {"hybrid_transformer", "mdx_final"};
-
 int dx_registry_name_ok(const char *name) {
   size_t n = name ? strlen(name) : 0;
   if (n == 0 || n > 63 || name[0] == '.') return 0;
@@ -198,15 +196,12 @@ dx_status dx_registry_list(const char *model_dir, dx_registry_entry **out, int *
 }
 
 void dx_registry_url(const char *base_url, const dx_registry_entry *e, int file_index, char *out, size_t out_len) {
+  /* base_url is the root of the official layout: <base>/<remote_dir>/<file>.
+   * A mirror keeps that layout; an entry without a folder sits at the root. */
   size_t n = strlen(base_url);
   while (n > 0 && base_url[n - 1] == '/') n--;
-  size_t cut = n;
-  while (cut > 0 && base_url[cut - 1] != '/') cut--;
-  int official = 0;
-  for (size_t i = 0; i < sizeof official_dirs / sizeof official_dirs[0]; i++)
-    if (n - cut == strlen(official_dirs[i]) && !strncmp(base_url + cut, official_dirs[i], n - cut)) official = 1;
-  if (official && e->remote_dir[0])
-    snprintf(out, out_len, "%.*s%s/%s", (int)cut, base_url, e->remote_dir, e->files[file_index]);
+  if (e->remote_dir[0])
+    snprintf(out, out_len, "%.*s/%s/%s", (int)n, base_url, e->remote_dir, e->files[file_index]);
   else
     snprintf(out, out_len, "%.*s/%s", (int)n, base_url, e->files[file_index]);
 }

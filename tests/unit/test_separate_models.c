@@ -223,13 +223,16 @@ DX_TEST(registry_names) {
   CHECK(n == 7 && saw_mine == 1 && saw_sig == 0 && ht_installed);
   free(all);
 
-  /* URLs: the official layout from the default base, a flat mirror otherwise */
+  /* URLs: <base>/<official folder>/<file>, for the official location and mirrors alike */
   char url[512];
   dx_registry_find(dir, "mdx_extra", &e, &err);
-  dx_registry_url("https://dl.fbaipublicfiles.com/demucs/hybrid_transformer", &e, 1, url, sizeof url);
+  dx_registry_url("https://dl.fbaipublicfiles.com/demucs", &e, 1, url, sizeof url);
   CHECK(!strcmp(url, "https://dl.fbaipublicfiles.com/demucs/mdx_final/a1d90b5c-ae9d2452.th"));
   dx_registry_url("http://127.0.0.1:9/mirror/", &e, 0, url, sizeof url);
-  CHECK(!strcmp(url, "http://127.0.0.1:9/mirror/e51eebcc-c1b80bdd.th"));
+  CHECK(!strcmp(url, "http://127.0.0.1:9/mirror/mdx_final/e51eebcc-c1b80bdd.th"));
+  dx_registry_find(dir, "htdemucs", &e, &err);
+  dx_registry_url("http://127.0.0.1:9/mirror", &e, 0, url, sizeof url);
+  CHECK(!strcmp(url, "http://127.0.0.1:9/mirror/hybrid_transformer/955717e8-8726e21a.th"));
   size_t pl = 0;
   const char *pre = dx_registry_hash_prefix("955717e8-8726e21a.th", &pl);
   CHECK(pre && pl == 8 && !strncmp(pre, "8726e21a", 8));
@@ -320,8 +323,8 @@ DX_TEST(fetch_whole_resume_and_checksum) {
 }
 
 DX_TEST(fetch_named_bag_from_mirror) {
-  /* a registry entry whose files are served by a flat mirror: only the
-   * missing ones are requested, the checksums come from the names */
+  /* a registry entry without an official folder, served from a mirror's
+   * root: only the missing files are requested, the checksums come from the names */
   server s;
   memset(&s, 0, sizeof s);
   dx_registry_entry e;
