@@ -32,11 +32,14 @@ dx_status dx_h_analysis_analyze(dx_req *r) {
       size_t n = json_object_array_length(v);
       for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(v, i);
-        dx_errbuf err;
-        if (!json_object_is_type(e, json_type_string) ||
-            dx_analysis_feature_add(json_object_get_string(e), &mask, &err) != DX_OK) {
-          dx_valid_add(r, "features",
-                       "unknown feature (tempo, key, energy, spectral, mfcc, chroma, loudness or all)");
+        dx_errbuf err = {{0}};
+        if (!json_object_is_type(e, json_type_string)) {
+          dx_valid_add(r, "features", "must be a list of feature names");
+          break;
+        }
+        if (dx_analysis_feature_add(json_object_get_string(e), &mask, &err) != DX_OK) {
+          /* err names the feature and the valid ones */
+          dx_valid_add(r, "features", err.msg[0] ? err.msg : "unknown feature");
           break;
         }
       }
@@ -99,7 +102,7 @@ static dx_status latest(dx_req *r, const char *track_id, MYSQL_ROW *row_out) {
 
 dx_status dx_h_analysis_get(dx_req *r) {
   const char *track_id = dx_req_param(r, "track_id");
-  MYSQL_ROW row;
+  MYSQL_ROW row = NULL;
   dx_status st = latest(r, track_id, &row);
   if (st != DX_OK) return st;
   json_object *d = json_object_new_object();
@@ -114,7 +117,7 @@ dx_status dx_h_analysis_get(dx_req *r) {
 
 dx_status dx_h_export_analysis(dx_req *r) {
   const char *track_id = dx_req_param(r, "track_id");
-  MYSQL_ROW row;
+  MYSQL_ROW row = NULL;
   dx_status st = latest(r, track_id, &row);
   if (st != DX_OK) return st;
   json_object *analysis = dx_json_parsed(row[3]);

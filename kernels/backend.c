@@ -34,5 +34,9 @@ dx_status dx_backend_open(const char *device, dx_backend **out, dx_errbuf *err) 
 }
 
 void dx_backend_close(dx_backend *be) {
-  if (be) be->destroy(be);
+  if (!be) return;
+  if (be->feat_state && be->feat_state_free) be->feat_state_free(be, be->feat_state);
+  be->feat_state = NULL;
+  be->feat_state_free = NULL;
+  be->destroy(be);
 }

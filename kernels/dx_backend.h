@@ -44,6 +44,19 @@ struct dx_backend {
 
   const dx_feature_ops *feat;
   const dx_nn_ops *nn;
+
+  /* Cache slot for a pipeline's reusable per-worker state made on this
+   * backend (the analysis pipeline keeps its analyzer here: FFT plans,
+   * filterbanks, buffers; on CUDA cuFFT plans and device memory), so a
+   * worker makes it once and not per job. Contract: the state is owned by
+   * the backend and used only by the thread that uses the backend. Whoever
+   * stores a state sets both fields; dx_backend_close calls
+   * feat_state_free(be, feat_state) before the backend's own destroy (the
+   * backend still works then), so a reopened backend starts empty. To drop
+   * or replace the state early, call feat_state_free yourself and set both
+   * fields back to NULL. Backends start with both NULL (zeroed struct). */
+  void *feat_state;
+  void (*feat_state_free)(dx_backend *be, void *state);
 };
 
 /* Open a backend by name: "cpu", "cuda" or "auto" (CUDA when built and a GPU

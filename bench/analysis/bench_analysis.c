@@ -4,16 +4,25 @@
  *   bench_analysis make DIR N SECONDS     write N synthetic 44.1 kHz stereo
  *                                         16-bit WAV tracks (drums + chords,
  *                                         tempo and key varying per track)
- *   bench_analysis run DEVICE FILE...     analyse every file (all feature
- *                                         groups) with one backend and one
- *                                         analyzer, after one warm-up run
+ *   bench_analysis run DEVICE [-j N] FILE...
+ *                                         analyse every file (all feature
+ *                                         groups): -j 1 (default) one track
+ *                                         at a time, loudness on a helper
+ *                                         thread; -j N N worker threads,
+ *                                         each with its own backend and
+ *                                         analyzer; each worker warms up
+ *                                         on the first file (not counted)
  *
- * `run` prints one JSON line: device, tracks, audio seconds, and seconds
- * spent decoding, resampling, moving data to/from the device, computing
- * features and measuring loudness, per track and as x-realtime. */
+ * `run` prints one JSON line: device, workers, tracks, audio seconds, the
+ * seconds spent decoding, resampling, moving data to/from the device,
+ * computing features and measuring loudness (summed over tracks), and the
+ * batch's wall time per track and as x-realtime. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dx_analysis.h"
 #include "dx_util.h"
@@ -50,53 +59,97 @@ static int make(const char *dir, int n, double seconds) {
   return 0;
 }
 
-static int run(const char *device, int nfiles, char **files) {
+typedef struct {
+  const char *device;
+  char **files;
+  int nfiles, threads;
+  atomic_int next, ready, fail;
+  double audio, dec, res, xfer, comp, loud; /* summed under mu */
+  pthread_mutex_t mu;
+  char desc[160], name[16];
+} bench;
+
+/* One worker: own backend and analyzer, a warm-up run (not counted), then
+ * files taken one at a time until none is left. */
+static void *worker(void *arg) {
+  bench *b = arg;
   dx_backend *be = NULL;
   dx_analyzer *an = NULL;
   dx_errbuf err = {{0}};
   dx_analysis_params p;
   dx_analysis_default_params(&p);
-  if (dx_backend_open(device, &be, &err) != DX_OK || dx_analyzer_open(be, &p, &an, &err) != DX_OK) {
+  p.threads = b->threads;
+  if (dx_backend_open(b->device, &be, &err) != DX_OK || dx_analyzer_cached(be, &p, &an, &err) != DX_OK) {
     fprintf(stderr, "bench_analysis: %s\n", err.msg);
-    return 1;
+    atomic_store(&b->fail, 1);
+    atomic_fetch_add(&b->ready, 1);
+    dx_backend_close(be);
+    return NULL;
   }
-  double audio = 0, dec = 0, res = 0, xfer = 0, comp = 0, loud = 0, wall = 0;
-  for (int i = -1; i < nfiles; i++) { /* i = -1: warm-up on the first file, not counted */
-    const char *f = files[i < 0 ? 0 : i];
-    dx_analysis_result r;
-    double t0 = dx_now();
-    dx_status st = dx_analyzer_run_file(an, f, DX_AF_ALL, NULL, NULL, &r, &err);
-    double t = dx_now() - t0;
+  dx_analysis_result r;
+  if (dx_analyzer_run_file(an, b->files[0], DX_AF_ALL, NULL, NULL, &r, &err) != DX_OK) atomic_store(&b->fail, 1);
+  dx_analysis_result_free(&r);
+  pthread_mutex_lock(&b->mu);
+  snprintf(b->name, sizeof b->name, "%s", be->name);
+  snprintf(b->desc, sizeof b->desc, "%s", be->device_desc);
+  pthread_mutex_unlock(&b->mu);
+  atomic_fetch_add(&b->ready, 1);
+  while (atomic_load(&b->ready) >= 0) /* the main thread sets -1 when every worker is warm */
+    usleep(100);
+  for (int i; (i = atomic_fetch_add(&b->next, 1)) < b->nfiles;) {
+    dx_status st = dx_analyzer_run_file(an, b->files[i], DX_AF_ALL, NULL, NULL, &r, &err);
     if (st != DX_OK) {
-      fprintf(stderr, "bench_analysis: %s: %s\n", f, err.msg);
-      return 1;
+      fprintf(stderr, "bench_analysis: %s: %s\n", b->files[i], err.msg);
+      atomic_store(&b->fail, 1);
     }
-    if (i >= 0) {
-      audio += r.duration;
-      dec += r.t_decode;
-      res += r.t_resample;
-      xfer += r.t_transfer;
-      comp += r.t_compute;
-      loud += r.t_loudness;
-      wall += t;
-    }
+    pthread_mutex_lock(&b->mu);
+    b->audio += r.duration;
+    b->dec += r.t_decode;
+    b->res += r.t_resample;
+    b->xfer += r.t_transfer;
+    b->comp += r.t_compute;
+    b->loud += r.t_loudness;
+    pthread_mutex_unlock(&b->mu);
     dx_analysis_result_free(&r);
   }
-  double analysis = wall - dec; /* everything after decoding: resample, transfer, features, tempo/key, loudness */
-  printf("{\"impl\": \"demix\", \"device\": \"%s\", \"device_desc\": \"%s\", \"tracks\": %d, \"audio_s\": %.1f,"
-         " \"decode_s\": %.3f, \"resample_s\": %.3f, \"transfer_s\": %.3f, \"features_s\": %.3f, \"loudness_s\": %.3f,"
-         " \"total_s\": %.3f, \"s_per_track\": %.4f, \"s_per_track_after_decode\": %.4f,"
-         " \"x_realtime\": %.1f, \"x_realtime_after_decode\": %.1f}\n",
-         be->name, be->device_desc, nfiles, audio, dec, res, xfer, comp, loud, wall, wall / nfiles, analysis / nfiles,
-         audio / wall, audio / analysis);
-  dx_analyzer_close(an);
   dx_backend_close(be);
+  return NULL;
+}
+
+/* jobs = 1: one track at a time, loudness on a second thread when the
+ * host has two cores; jobs > 1: that many tracks at a time, one thread each. */
+static int run(const char *device, int jobs, int nfiles, char **files) {
+  bench b = {.device = device, .files = files, .nfiles = nfiles};
+  b.threads = jobs == 1 && sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
+  pthread_mutex_init(&b.mu, NULL);
+  pthread_t th[64];
+  int n = 0;
+  for (int t = 0; t < jobs && t < 64; t++)
+    if (pthread_create(&th[n], NULL, worker, &b) == 0) n++;
+  while (atomic_load(&b.ready) < n) usleep(1000);
+  double t0 = dx_now();
+  atomic_store(&b.ready, -1);
+  for (int t = 0; t < n; t++) pthread_join(th[t], NULL);
+  double wall = dx_now() - t0;
+  if (atomic_load(&b.fail) || !n) return 1;
+  /* per-track figures: wall time of the batch divided by its tracks; the
+   * parts are summed over tracks (with several workers they overlap) */
+  double after = wall - b.dec / n; /* decoding runs in the workers too: take out its share of the wall */
+  printf("{\"impl\": \"demix\", \"device\": \"%s\", \"device_desc\": \"%s\", \"jobs\": %d, \"tracks\": %d,"
+         " \"audio_s\": %.1f, \"decode_s\": %.3f, \"resample_s\": %.3f, \"transfer_s\": %.3f, \"features_s\": %.3f,"
+         " \"loudness_s\": %.3f, \"total_s\": %.3f, \"s_per_track\": %.4f, \"s_per_track_after_decode\": %.4f,"
+         " \"x_realtime\": %.1f, \"x_realtime_after_decode\": %.1f}\n",
+         b.name, b.desc, n, nfiles, b.audio, b.dec, b.res, b.xfer, b.comp, b.loud, wall, wall / nfiles,
+         after / nfiles, b.audio / wall, b.audio / after);
+  pthread_mutex_destroy(&b.mu);
   return 0;
 }
 
 int main(int argc, char **argv) {
   if (argc >= 5 && !strcmp(argv[1], "make")) return make(argv[2], atoi(argv[3]), atof(argv[4]));
-  if (argc >= 4 && !strcmp(argv[1], "run")) return run(argv[2], argc - 3, argv + 3);
-  fprintf(stderr, "usage: bench_analysis make DIR N SECONDS | bench_analysis run cpu|cuda|auto FILE...\n");
+  if (argc >= 6 && !strcmp(argv[1], "run") && !strcmp(argv[3], "-j"))
+    return run(argv[2], atoi(argv[4]) > 0 ? atoi(argv[4]) : 1, argc - 5, argv + 5);
+  if (argc >= 4 && !strcmp(argv[1], "run")) return run(argv[2], 1, argc - 3, argv + 3);
+  fprintf(stderr, "usage: bench_analysis make DIR N SECONDS | bench_analysis run cpu|cuda|auto [-j N] FILE...\n");
   return 2;
 }

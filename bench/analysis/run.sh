@@ -32,7 +32,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 mkdir -p "$OUT"
-cmake --build "$BUILD" --target demix_lib dx_kernels -j2 >/dev/null
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+cmake --build "$BUILD" --target demix_lib -j2 >/dev/null
 LIBS="$(pkg-config --libs fftw3f openblas sndfile soxr libebur128 json-c libmariadb libcurl zlib) -lm -lpthread"
 CUDA=0
 if grep -q '^DEMIX_HAVE_CUDA.*ON' "$BUILD/CMakeCache.txt" 2>/dev/null || \
@@ -45,7 +46,7 @@ DRV=$OUT/bench_analysis
 cc -O2 -std=c11 -D_GNU_SOURCE $( [ $CUDA = 1 ] && echo -DDEMIX_HAVE_CUDA=1 ) \
   -I"$ROOT/engine/core" -I"$ROOT/engine/audio" -I"$ROOT/engine/analysis" -I"$ROOT/kernels" \
   "$ROOT/bench/analysis/bench_analysis.c" -o "$DRV" \
-  "$BUILD/engine/libdemix.a" "$BUILD/kernels/libdx_kernels.a" $LIBS
+  "$BUILD/engine/libdemix.a" "$BUILD/kernels/libdx_kernels.a" $(ls "$BUILD"/engine/core/libdx_core.a 2>/dev/null) $LIBS
 TDIR=$OUT/tracks_${TRACKS}x${SECS}
 if [ ! -f "$TDIR/track_$(printf %03d $((TRACKS - 1))).wav" ]; then
   rm -rf "$TDIR"
@@ -58,8 +59,13 @@ if [ -z "$DEVICES" ]; then
   if [ $CUDA = 1 ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then DEVICES="cpu cuda"; fi
 fi
 LINES=()
+NPROC=$(nproc)
 for d in $DEVICES; do
-  l=$("$DRV" run "$d" $FILES); echo "$l"; LINES+=("$l")
+  for j in 1 $NPROC; do
+    [ "$d" = cuda ] && [ $j != 1 ] && j=4  # batch on the GPU: 4 workers (streams) on one device
+    l=$("$DRV" run "$d" -j $j $FILES); echo "$l"; LINES+=("$l")
+    [ $NPROC = 1 ] && break
+  done
 done
 if [ $LIBROSA = 1 ]; then
   l=$("$PY" "$ROOT/bench/analysis/librosa_bench.py" $FILES); echo "$l"; LINES+=("$l")
@@ -71,19 +77,31 @@ rows = [json.loads(l) for l in sys.stdin if l.strip()]
 lib = next((r for r in rows if r["impl"].startswith("librosa")), None)
 for r in rows:
     if r["impl"] != "demix": continue
-    s = "| demix %s (%s) | %d | %.1f | %.4f | %.4f | %.3f / %.3f / %.3f / %.3f / %.3f | %.0fx |" % (
-        r["device"], r["device_desc"], r["tracks"], r["audio_s"], r["s_per_track"], r["s_per_track_after_decode"],
-        r["decode_s"], r["resample_s"], r["transfer_s"], r["features_s"], r["loudness_s"], r["x_realtime_after_decode"])
-    if lib:
-        s += " %.1fx (features) / %.1fx (with load) |" % (lib["features_s_per_track"] / r["s_per_track_after_decode"],
-                                                          lib["s_per_track"] / r["s_per_track"])
+    n = r["tracks"]
+    # per track, loudness left out (librosa measures none): the batch wall
+    # time share without loudness is wall * (1 - loudness / summed parts)
+    parts = r["decode_s"] + r["resample_s"] + r["transfer_s"] + r["features_s"] + r["loudness_s"]
+    share = 1.0 - r["loudness_s"] / parts if r["jobs"] > 1 else 1.0
+    if r["jobs"] > 1:
+        e2e = r["s_per_track"] * share
+        feat = (r["features_s"] + r["transfer_s"]) / n / r["jobs"]
     else:
-        s += " - |"
+        e2e = r["s_per_track"] - r["loudness_s"] / n
+        feat = r["s_per_track_after_decode"] - (r["resample_s"] + r["loudness_s"]) / n
+    s = "| demix %s, %d worker%s (%s) | %d | %.1f | %.4f | %.4f | %.3f / %.3f / %.3f / %.3f / %.3f | %.0fx |" % (
+        r["device"], r["jobs"], "s" if r["jobs"] > 1 else "", r["device_desc"], n, r["audio_s"], r["s_per_track"],
+        r["s_per_track_after_decode"], r["decode_s"], r["resample_s"], r["transfer_s"], r["features_s"],
+        r["loudness_s"], r["x_realtime"])
+    if lib:
+        s += " %.1fx | %.1fx |" % (lib["features_s_per_track"] / feat, lib["s_per_track"] / e2e)
+    else:
+        s += " - | - |"
     print(s)
 if lib:
-    print("| %s (cpu) | %d | %.1f | %.4f | %.4f (features only) | load %.3f / - / - / features %.3f / - | %.0fx | 1x |" % (
-        lib["impl"], lib["tracks"], lib["audio_s"], lib["s_per_track"], lib["features_s_per_track"], lib["load_s"],
-        lib["features_s"], lib["x_realtime"]))
+    n = lib["tracks"]
+    print("| %s, 1 process (cpu) | %d | %.1f | %.4f | - | %.3f / %.3f / - / %.3f / - | %.0fx | 1x | 1x |" % (
+        lib["impl"], n, lib["audio_s"], lib["s_per_track"], lib["decode_s"], lib["resample_s"], lib["features_s"],
+        lib["x_realtime"]))
 ')
 echo "$SUMMARY"
 {
@@ -91,10 +109,10 @@ echo "$SUMMARY"
   echo "## Analysis: $(date -u +%Y-%m-%d) — $TRACKS tracks x $SECS s"
   echo
   echo "Machine: $(uname -m), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))$( [ "${DEVICES#*cuda}" != "$DEVICES" ] && echo ", GPU $(nvidia-smi -L | head -1)" )"
-  echo "Command: \`$CMD\`"
+  echo "Command: \`$CMD\`; load average before the run: $LOAD"
   echo
-  echo "| implementation | tracks | audio s | s/track | s/track after decode | decode / resample / transfer / features / loudness (s, total) | x-realtime after decode | speed-up vs librosa |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| implementation | tracks | audio s | s/track (wall) | s/track after decode | decode / resample / transfer / features / loudness (s, summed) | x-realtime | features vs librosa features | decode+resample+features vs librosa load+features |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   echo "$SUMMARY"
 } >> "$RESULTS"
 echo "appended to $RESULTS" >&2

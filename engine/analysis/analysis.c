@@ -13,8 +13,15 @@
  *
  * Everything between the upload of y and the reductions stays in backend
  * memory. Tempo, beats and key are then computed on the host from the
- * envelope and the chroma means. Threading: an analyzer is one worker's. */
+ * envelope and the chroma means. The mono downmix and the resampled
+ * signal go to host buffers the analyzer keeps (on the CPU backend the
+ * resampler writes straight into the backend's signal buffer), so a worker
+ * that analyses track after track allocates nothing once warm.
+ * Threading: an analyzer is one worker's; with params.threads >= 2 the
+ * loudness runs on a helper thread of the run, beside the features. */
 #include <math.h>
+#include <pthread.h>
+#include <soxr.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +37,8 @@ struct dx_analyzer {
   float *key_fb; /* chroma filterbank without the bins below key_min_hz, for the key */
   size_t cap_samples, cap_frames;
   float *env_host, *env_low_host;
+  float *mono, *rs; /* host: downmix and resampled signal (rs unused on CPU: a->y is host memory) */
+  size_t cap_mono, cap_rs;
   int n_low; /* mel bands whose centre is at most low_hz */
   double key_chroma[12];
 };
@@ -43,6 +52,7 @@ void dx_analysis_default_params(dx_analysis_params *p) {
   p->tempo_max_bpm = 200;
   p->low_hz = 300;
   p->key_min_hz = 180;
+  p->threads = 1;
 }
 
 void dx_analysis_result_free(dx_analysis_result *r) {
@@ -74,7 +84,45 @@ void dx_analyzer_close(dx_analyzer *a) {
   if (a->power) a->be->free(a->be, a->power);
   if (a->key_fb) a->be->free(a->be, a->key_fb);
   if (a->plan) a->be->feat->plan_destroy(a->plan);
+  free(a->mono);
+  free(a->rs);
   free(a);
+}
+
+static void cached_free(dx_backend *be, void *state) {
+  (void)be;
+  dx_analyzer_close(state);
+}
+
+/* Every parameter the analyzer's tables and buffers depend on, or its
+ * results: equal params can share one analyzer. */
+static int params_equal(const dx_analysis_params *a, const dx_analysis_params *b) {
+  return !memcmp(&a->feat, &b->feat, sizeof a->feat) && a->max_seconds == b->max_seconds &&
+         a->chunk_frames == b->chunk_frames && a->tempo_min_bpm == b->tempo_min_bpm &&
+         a->tempo_max_bpm == b->tempo_max_bpm && a->low_hz == b->low_hz && a->key_min_hz == b->key_min_hz &&
+         a->threads == b->threads;
+}
+
+dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err) {
+  *out = NULL;
+  if (!be) return dx_fail(err, DX_ERR_INVALID, "no backend");
+  if (be->feat_state && be->feat_state_free == cached_free) {
+    dx_analyzer *a = be->feat_state;
+    if (params_equal(&a->p, p)) {
+      *out = a;
+      return DX_OK;
+    }
+  }
+  if (be->feat_state && be->feat_state_free) be->feat_state_free(be, be->feat_state);
+  be->feat_state = NULL;
+  be->feat_state_free = NULL;
+  dx_analyzer *a = NULL;
+  dx_status st = dx_analyzer_open(be, p, &a, err);
+  if (st != DX_OK) return st;
+  be->feat_state = a;
+  be->feat_state_free = cached_free;
+  *out = a;
+  return DX_OK;
 }
 
 /* The key is read from a chroma whose filterbank leaves out the bins below
@@ -137,6 +185,16 @@ dx_status dx_analyzer_open(dx_backend *be, const dx_analysis_params *p, dx_analy
   return DX_OK;
 }
 
+/* Host buffer of at least n floats, grown with 25 % headroom. */
+static int grow_host(float **buf, size_t *cap, size_t n) {
+  if (n <= *cap && *buf) return 0;
+  free(*buf);
+  *cap = n + n / 4;
+  *buf = malloc((*cap ? *cap : 1) * sizeof **buf);
+  if (!*buf) *cap = 0;
+  return *buf ? 0 : -1;
+}
+
 /* Make room for n samples and T frames (with 25 % headroom on growth). */
 static dx_status reserve(dx_analyzer *a, size_t n, size_t T, dx_errbuf *err) {
   if (n <= a->cap_samples && T <= a->cap_frames) return DX_OK;
@@ -184,8 +242,10 @@ static dx_status compute_features(dx_analyzer *a, const float *y_host, size_t n,
   if ((st = reserve(a, n, T, err)) != DX_OK) return st;
 
   double t0 = dx_now();
-  STEP(be->upload(be, a->y, y_host, n * sizeof(float)));
-  STEP(be->sync(be));
+  if (y_host != a->y) {
+    STEP(be->upload(be, a->y, y_host, n * sizeof(float)));
+    STEP(be->sync(be));
+  }
   r->t_transfer += dx_now() - t0;
   t0 = dx_now();
 
@@ -288,6 +348,90 @@ static dx_status compute_features(dx_analyzer *a, const float *y_host, size_t n,
   return DX_OK;
 }
 
+typedef struct {
+  const dx_audio *audio;
+  pthread_t th;
+  double lufs, lra, tp, secs;
+  dx_status st;
+  dx_errbuf err;
+} loud_job;
+
+static dx_status loud_run(loud_job *j) {
+  double t0 = dx_now();
+  j->st = dx_loudness_measure(j->audio, &j->lufs, &j->lra, &j->tp, &j->err);
+  j->secs = dx_now() - t0;
+  return j->st;
+}
+
+static void *loud_main(void *arg) {
+  loud_run(arg);
+  return NULL;
+}
+
+static dx_status loud_finish(const loud_job *j, dx_analysis_result *r, dx_errbuf *err) {
+  if (j->st != DX_OK) {
+    if (err) *err = j->err;
+    return j->st;
+  }
+  r->lufs = j->lufs;
+  r->lra = j->lra;
+  r->true_peak_db = j->tp;
+  r->t_loudness = j->secs;
+  return DX_OK;
+}
+
+/* librosa.load: to mono first (mean of channels), then soxr HQ to the
+ * analysis rate (the same recipe as dx_audio_resample, into the analyzer's
+ * buffers), then the features, tempo and key. */
+static dx_status analyse_signal(dx_analyzer *a, const dx_audio *audio, unsigned features,
+                                dx_analysis_progress_fn progress, void *ud, dx_analysis_result *r, dx_errbuf *err) {
+  dx_status st;
+  double t0 = dx_now();
+  int rate = a->p.feat.sample_rate, same = audio->samplerate == rate;
+  size_t n = audio->frames, olen = same ? n : (size_t)(n * ((double)rate / audio->samplerate) + 0.5);
+  if (olen == 0) return dx_fail(err, DX_ERR_EMPTY, "the audio is too short to analyse");
+  if ((st = reserve(a, olen, dx_feat_frame_count(olen, a->p.feat.hop), err)) != DX_OK) return st;
+  /* on the CPU backend a->y is host memory: the signal goes straight there */
+  int direct = a->be->kind == DX_DEVICE_CPU;
+  if (!direct && grow_host(&a->rs, &a->cap_rs, olen)) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
+  float *y = direct ? a->y : a->rs;
+  float *mono = same ? y : NULL;
+  if (!same) {
+    if (grow_host(&a->mono, &a->cap_mono, n)) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
+    mono = a->mono;
+  }
+  memcpy(mono, audio->data, n * sizeof *mono);
+  for (int c = 1; c < audio->channels; c++) {
+    const float *x = audio->data + (size_t)c * n;
+    for (size_t i = 0; i < n; i++) mono[i] += x[i];
+  }
+  if (audio->channels > 1) {
+    float inv = 1.0f / (float)audio->channels;
+    for (size_t i = 0; i < n; i++) mono[i] *= inv;
+  }
+  if (!same) {
+    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_S, SOXR_FLOAT32_S);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
+    const float *ip[1] = {mono};
+    float *op[1] = {y};
+    size_t done = 0;
+    soxr_error_t e = soxr_oneshot(audio->samplerate, rate, 1, (const void *)ip, n, NULL, (void *)op, olen, &done, &io,
+                                  &q, NULL);
+    if (e) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
+    for (size_t i = done; i < olen; i++) y[i] = 0.0f; /* a last sample or two may be left unwritten */
+  }
+  r->t_resample = dx_now() - t0;
+  if ((st = progress_at(progress, ud, 20)) != DX_OK) return st;
+  if ((st = compute_features(a, y, olen, features, progress, ud, r, err)) != DX_OK) return st;
+  if (features & DX_AF_TEMPO) {
+    double fps = (double)rate / a->p.feat.hop;
+    if ((st = dx_tempo_analyze(a->env_host, a->env_low_host, r->frames, fps, r->duration, &a->p, r)) != DX_OK)
+      return st;
+  }
+  if (features & DX_AF_KEY) dx_key_detect(a->key_chroma, r);
+  return DX_OK;
+}
+
 dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned features, dx_analysis_progress_fn progress,
                           void *ud, dx_analysis_result *out, dx_errbuf *err) {
   dx_analysis_result *r = out;
@@ -311,45 +455,30 @@ dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned featur
                    a->p.max_seconds);
   float peak = 0;
   size_t total = audio->frames * (size_t)audio->channels;
-  for (size_t i = 0; i < total; i++) peak = fmaxf(peak, fabsf(audio->data[i]));
+  for (size_t i = 0; i < total; i++) {
+    float v = fabsf(audio->data[i]);
+    peak = v > peak ? v : peak;
+  }
   if (!(peak > 1e-7f)) return dx_fail(err, DX_ERR_SILENT, "the audio is silent (peak %.3g)", (double)peak);
   dx_status st;
   if ((st = progress_at(progress, ud, 5)) != DX_OK) return st;
 
+  /* Loudness reads the original channels only: with threads >= 2 it runs
+   * beside the downmix, resampling and features. */
+  loud_job lj = {.audio = audio};
+  int loud_thread = 0;
   if (features & DX_AF_LOUDNESS) {
-    double t0 = dx_now();
-    if ((st = dx_loudness_measure(audio, &r->lufs, &r->lra, &r->true_peak_db, err)) != DX_OK) return st;
-    r->t_loudness = dx_now() - t0;
+    if (a->p.threads >= 2 && (features & ~DX_AF_LOUDNESS) && pthread_create(&lj.th, NULL, loud_main, &lj) == 0)
+      loud_thread = 1;
+    else if ((st = loud_run(&lj)) != DX_OK)
+      return loud_finish(&lj, r, err);
   }
-  if (!(features & ~DX_AF_LOUDNESS)) return progress_at(progress, ud, 100);
-
-  /* librosa.load: to mono first (mean of channels), then resample */
-  double t0 = dx_now();
-  float *mono = NULL;
-  if ((st = dx_audio_downmix(audio, &mono)) != DX_OK) return dx_fail(err, st, "cannot downmix");
-  dx_audio m = {.data = mono, .channels = 1, .samplerate = audio->samplerate, .frames = audio->frames};
-  dx_audio rs = {0};
-  const dx_audio *y = &m;
-  if (audio->samplerate != a->p.feat.sample_rate) {
-    st = dx_audio_resample(&m, a->p.feat.sample_rate, &rs, err);
-    dx_audio_free(&m);
+  if (features & ~DX_AF_LOUDNESS) {
+    st = analyse_signal(a, audio, features, progress, ud, r, err);
+    if (loud_thread) pthread_join(lj.th, NULL);
     if (st != DX_OK) return st;
-    y = &rs;
   }
-  r->t_resample = dx_now() - t0;
-  if ((st = progress_at(progress, ud, 20)) == DX_OK) {
-    if (y->frames == 0)
-      st = dx_fail(err, DX_ERR_EMPTY, "the audio is too short to analyse");
-    else
-      st = compute_features(a, y->data, y->frames, features, progress, ud, r, err);
-  }
-  if (st == DX_OK && (features & DX_AF_TEMPO)) {
-    double fps = (double)a->p.feat.sample_rate / a->p.feat.hop;
-    st = dx_tempo_analyze(a->env_host, a->env_low_host, r->frames, fps, r->duration, &a->p, r);
-  }
-  if (st == DX_OK && (features & DX_AF_KEY)) dx_key_detect(a->key_chroma, r);
-  dx_audio_free(y == &rs ? &rs : &m);
-  if (st != DX_OK) return st;
+  if ((features & DX_AF_LOUDNESS) && (st = loud_finish(&lj, r, err)) != DX_OK) return st;
   return progress_at(progress, ud, 100);
 }
 

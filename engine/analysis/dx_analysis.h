@@ -8,9 +8,11 @@
  * channels at the original rate.
  *
  * A dx_analyzer is one worker's: it owns the backend's feature plan (FFT
- * plans, filterbanks) and the backend buffers, made once and grown only
- * when a longer track arrives. It is not thread-safe; open one per worker
- * thread with that worker's backend. Results are plain host data. */
+ * plans, filterbanks), the backend buffers and host buffers for the
+ * downmixed and resampled signal, made once and grown only when a longer
+ * track arrives. It is not thread-safe; open one per worker thread with
+ * that worker's backend, or keep it in the backend (dx_analyzer_cached).
+ * Results are plain host data. */
 #ifndef DX_ANALYSIS_H
 #define DX_ANALYSIS_H
 
@@ -48,6 +50,7 @@ typedef struct {
   double tempo_max_bpm;     /* 200 */
   double low_hz;            /* 300: top of the low band whose onsets mark the beat */
   double key_min_hz;        /* 180: the key's chroma leaves out the bins below */
+  int threads;              /* 1; >= 2: loudness runs on a helper thread beside the features */
 } dx_analysis_params;
 
 void dx_analysis_default_params(dx_analysis_params *p);
@@ -98,6 +101,13 @@ typedef struct dx_analyzer dx_analyzer;
  * DX_ERR_INVALID for bad params, backend errors otherwise. */
 dx_status dx_analyzer_open(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err);
 void dx_analyzer_close(dx_analyzer *a); /* NULL is a no-op */
+/* The analyzer kept in be's cache slot (be->feat_state, see dx_backend.h),
+ * made on first use and remade when p differs from the one it was made
+ * with. The backend owns it (freed by dx_backend_close, so a reopened
+ * backend gets a fresh one); the caller borrows it for as long as it holds
+ * be and must not close it. Same threading as be. Errors as
+ * dx_analyzer_open. */
+dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err);
 
 /* Called between steps with a percentage (0-100); a non-OK return (e.g.
  * DX_ERR_CANCELLED) stops the analysis with that status. May be NULL. */
@@ -133,7 +143,15 @@ void dx_key_detect(const double chroma[12], dx_analysis_result *r);
 /* Key name and Camelot code of a key index (0..23). */
 const char *dx_key_name(int key_index, char buf[16]);
 const char *dx_key_camelot(int key_index, char buf[4]);
-/* Integrated loudness, loudness range and true peak of planar audio. */
+/* Integrated loudness (BS.1770-4, LUFS; -inf when every block is gated
+ * out), loudness range (EBU Tech 3342, LU; 0 under 3 s) and true peak
+ * (dBTP, -inf for digital silence) of planar audio, in one pass with its
+ * own K-weighting (see loudness.c); all three -inf for rates below 8 kHz.
+ * DX_ERR_INVALID / DX_ERR_EMPTY for no audio, DX_ERR_NOMEM. */
 dx_status dx_loudness_measure(const dx_audio *audio, double *lufs, double *lra, double *true_peak_db, dx_errbuf *err);
+/* Linear true peak of n samples (4x oversampled, BS.1770-4 Annex 2), at
+ * least floor_peak. exhaustive = 0 interpolates only where the result can
+ * change (same value as exhaustive = 1, which interpolates everything). */
+float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive);
 
 #endif

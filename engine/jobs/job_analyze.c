@@ -11,7 +11,9 @@
  * database and device errors are retried. The analysis row and the track
  * update are one transaction.
  * Threading: runs on a worker thread with the worker's connection and
- * backend; the analyzer (plans, buffers) is made for the job and freed. */
+ * backend; the analyzer (plans, buffers) lives in the backend's cache slot
+ * (dx_analyzer_cached): made by the worker's first analysis, reused by the
+ * next ones, and made again when the runner reopens the backend. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -130,14 +132,13 @@ dx_status dx_job_analyze(dx_job_ctx *ctx, dx_errbuf *err) {
   ap.max_seconds = ctx->cfg->max_track_seconds;
   dx_analyzer *an = NULL;
   dx_errbuf aerr = {{0}};
-  if ((st = dx_analyzer_open(ctx->backend, &ap, &an, &aerr)) != DX_OK) {
+  if ((st = dx_analyzer_cached(ctx->backend, &ap, &an, &aerr)) != DX_OK) {
     dx_job_set_retryable(ctx, -1);
     return dx_fail(err, st, "cannot start the analysis: %s", aerr.msg);
   }
   progress_state ps = {ctx};
   dx_analysis_result r;
   st = dx_analyzer_run_file(an, path, mask, on_progress, &ps, &r, &aerr);
-  dx_analyzer_close(an);
   if (st == DX_ERR_CANCELLED) {
     dx_analysis_result_free(&r);
     return st;

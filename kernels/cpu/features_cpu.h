@@ -13,6 +13,7 @@ typedef struct {
   fftwf_complex *spec;  /* n_bins */
   float *window;        /* periodic Hann, n_fft */
   double *freq;         /* bin centre frequencies, n_bins */
+  float *freqf;         /* the same in float */
   float *scratch;       /* 3 * n_bins: contrast extremes, then the frame's magnitudes */
   int *mel_lo, *mel_hi; /* nonzero bin range [lo, hi) of each mel triangle */
   int n_contrast;       /* contrast_bands + 1 */

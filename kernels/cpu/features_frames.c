@@ -1,42 +1,97 @@
 /* features_frames.c: the CPU backend's per-frame features: spectral centroid,
  * bandwidth, rolloff, flatness and contrast peak/valley from a power
  * spectrogram, and RMS and zero-crossing rate from the signal. Conventions
- * are librosa 0.11's defaults, written beside each computation. Sums run in
- * double (the CUDA kernels do the same, so both backends agree closely).
+ * are librosa 0.11's defaults, written beside each computation. Sums over
+ * bins run in float partial sums combined in double (the CUDA kernels sum
+ * in double; both agree to about 1e-6).
  * Threading: uses the plan's scratch; one worker per plan. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "features_cpu.h"
 
-/* Keep the q smallest values seen so far in lo[0..*nlo) ascending and the q
- * largest in hi[0..*nhi) descending. */
-static inline void keep_extremes(float v, float *lo, int *nlo, float *hi, int *nhi, int q) {
-  if (*nlo < q || v < lo[*nlo - 1]) {
-    int i = *nlo < q ? (*nlo)++ : q - 1;
-    while (i > 0 && lo[i - 1] > v) {
-      lo[i] = lo[i - 1];
-      i--;
-    }
-    lo[i] = v;
+/* Insert v into the ascending list a[0..*n) of at most q entries (kept:
+ * the q smallest); the caller only calls when v belongs there. */
+static inline void insert_lo(float v, float *a, int *n, int q) {
+  int i = *n < q ? (*n)++ : q - 1;
+  while (i > 0 && a[i - 1] > v) {
+    a[i] = a[i - 1];
+    i--;
   }
-  if (*nhi < q || v > hi[*nhi - 1]) {
-    int i = *nhi < q ? (*nhi)++ : q - 1;
-    while (i > 0 && hi[i - 1] < v) {
-      hi[i] = hi[i - 1];
-      i--;
-    }
-    hi[i] = v;
+  a[i] = v;
+}
+static inline void insert_hi(float v, float *a, int *n, int q) {
+  int i = *n < q ? (*n)++ : q - 1;
+  while (i > 0 && a[i - 1] < v) {
+    a[i] = a[i - 1];
+    i--;
   }
+  a[i] = v;
+}
+
+/* The q smallest values of x[0..n) into lo (ascending) and the q largest
+ * into hi (descending), q <= n. After the first q values, a value changes
+ * a list only when it is below the largest kept small one (tl) or above
+ * the smallest kept large one (th); runs of four values inside (tl, th)
+ * are skipped with one vector compare. */
+static void band_extremes(const float *x, int n, int q, float *lo, float *hi) {
+  int nlo = 0, nhi = 0, k = 0;
+  if (q < 1 || q > n) return;
+  for (; k < q; k++) {
+    insert_lo(x[k], lo, &nlo, q);
+    insert_hi(x[k], hi, &nhi, q);
+  }
+  float tl = lo[q - 1], th = hi[q - 1];
+#if defined(__SSE2__)
+  for (; k + 4 <= n; k += 4) {
+    __m128 v = _mm_loadu_ps(x + k);
+    if (!_mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(v, _mm_set1_ps(tl)), _mm_cmpgt_ps(v, _mm_set1_ps(th))))) continue;
+    for (int j = 0; j < 4; j++) {
+      float e = x[k + j];
+      if (e < tl) insert_lo(e, lo, &nlo, q), tl = lo[q - 1];
+      if (e > th) insert_hi(e, hi, &nhi, q), th = hi[q - 1];
+    }
+  }
+#endif
+  for (; k < n; k++) {
+    float e = x[k];
+    if (e < tl) insert_lo(e, lo, &nlo, q), tl = lo[q - 1];
+    if (e > th) insert_hi(e, hi, &nhi, q), th = hi[q - 1];
+  }
+}
+
+/* Sums over bins run in float with LANES independent partial sums (which
+ * the compiler turns into vector registers; each lane adds about
+ * n_bins / LANES terms, so the relative rounding stays near 1e-6) and are
+ * combined in double. */
+#define LANES 8
+
+static inline double lanes_sum(const float *l) {
+  double s = 0;
+  for (int j = 0; j < LANES; j++) s += l[j];
+  return s;
+}
+
+/* S[k] = sqrt(P[k]) (P >= 0); returns nothing, the sums come after. */
+static inline void magnitudes(const float *P, float *S, int nb) {
+  int k = 0;
+#if defined(__SSE2__)
+  for (; k + 4 <= nb; k += 4) _mm_storeu_ps(S + k, _mm_sqrt_ps(_mm_loadu_ps(P + k)));
+#endif
+  for (; k < nb; k++) S[k] = sqrtf(P[k]);
 }
 
 dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *feat,
                                  int ld_feat) {
   dx_cpu_feat_priv *pv = plan->priv;
-  int nb = plan->n_bins;
+  int nb = plan->n_bins, nb8 = nb & ~(LANES - 1);
   if (ld_pow < nb || ld_feat < DX_FCOL_COUNT || n_frames < 0) return DX_ERR_INVALID;
   const double *freq = pv->freq;
+  const float *ff = pv->freqf;
   float *lo = pv->scratch, *hi = pv->scratch + nb, *S = pv->scratch + 2 * nb;
   for (int f = 0; f < n_frames; f++) {
     const float *P = power + (size_t)f * ld_pow;
@@ -44,51 +99,83 @@ dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_
 
     /* Magnitude S = |X| for centroid, bandwidth, rolloff and contrast
      * (librosa's _spectrogram with power=1). */
-    double l1 = 0, wsum = 0;
-    for (int k = 0; k < nb; k++) {
-      float s = sqrtf(P[k]);
-      S[k] = s;
-      l1 += s;
-      wsum += freq[k] * s;
+    magnitudes(P, S, nb);
+    float a1[LANES] = {0}, af[LANES] = {0};
+    for (int k = 0; k < nb8; k += LANES)
+      for (int j = 0; j < LANES; j++) {
+        a1[j] += S[k + j];
+        af[j] += S[k + j] * ff[k + j];
+      }
+    for (int k = nb8; k < nb; k++) {
+      a1[0] += S[k];
+      af[0] += S[k] * ff[k];
     }
+    double l1 = lanes_sum(a1), wsum = lanes_sum(af);
     /* util.normalize(S, norm=1): a column whose L1 norm is below the
      * smallest normal float is not scaled. */
     double norm = l1 < FLT_MIN ? 1.0 : l1;
     double centroid = wsum / norm;
     /* spectral_bandwidth, p = 2: sqrt(sum_k S_norm[k] (f_k - centroid)^2) */
-    double bw = 0;
-    for (int k = 0; k < nb; k++) {
-      double d = freq[k] - centroid;
-      bw += S[k] / norm * d * d;
-    }
+    float cf = (float)centroid, ab[LANES] = {0};
+    for (int k = 0; k < nb8; k += LANES)
+      for (int j = 0; j < LANES; j++) {
+        float d = ff[k + j] - cf;
+        ab[j] += S[k + j] * d * d;
+      }
+    for (int k = nb8; k < nb; k++) ab[0] += S[k] * (ff[k] - cf) * (ff[k] - cf);
+    double bw = lanes_sum(ab) / norm;
     /* spectral_rolloff(roll_percent): the lowest bin whose cumulative
-     * magnitude reaches roll_percent of the total. */
+     * magnitude reaches roll_percent of the total: whole blocks of LANES
+     * bins are skipped while the running sum stays below, then the block
+     * that crosses is walked bin by bin. */
     double thr = plan->p.rolloff_percent * l1, cum = 0, roll = freq[nb - 1];
-    for (int k = 0; k < nb; k++) {
-      cum += S[k];
-      if (cum >= thr) {
+    for (int k0 = 0; k0 < nb; k0 += LANES) {
+      int k1 = k0 + LANES < nb ? k0 + LANES : nb;
+      float bs = 0;
+      for (int k = k0; k < k1; k++) bs += S[k];
+      if (cum + bs < thr && k1 < nb) {
+        cum += bs;
+        continue;
+      }
+      int k = k0;
+      for (; k < k1; k++) {
+        cum += S[k];
+        if (cum >= thr) break;
+      }
+      if (k < k1) {
         roll = freq[k];
         break;
       }
     }
     /* spectral_flatness(power=2, amin=1e-10): geometric over arithmetic
-     * mean of max(amin, |X|^2). The sum of logs is taken as the log of a
-     * running product, renormalised with frexp every 16 factors (the
-     * factors lie in [1e-10, ~1e7], so 16 of them stay far inside double's
-     * range): one log per 16 bins instead of one per bin. */
-    double lsum = 0, asum = 0, prod = 1;
-    for (int k = 0; k < nb; k++) {
-      double v = P[k] > 1e-10f ? P[k] : 1e-10;
-      prod *= v;
-      asum += v;
-      if ((k & 15) == 15) {
+     * mean of max(amin, |X|^2). The sum of logs is the log of LANES running
+     * products in double, renormalised with frexp every 16 factors each
+     * (the factors lie in [1e-10, ~1e7], so 16 of them stay far inside
+     * double's range). */
+    double lsum = 0, prod[LANES];
+    float as[LANES] = {0};
+    for (int j = 0; j < LANES; j++) prod[j] = 1;
+    for (int k0 = 0; k0 < nb8; k0 += 16 * LANES) {
+      int k1 = k0 + 16 * LANES < nb8 ? k0 + 16 * LANES : nb8;
+      for (int k = k0; k < k1; k += LANES)
+        for (int j = 0; j < LANES; j++) {
+          float v = P[k + j] > 1e-10f ? P[k + j] : 1e-10f;
+          prod[j] *= v;
+          as[j] += v;
+        }
+      for (int j = 0; j < LANES; j++) {
         int e;
-        prod = frexp(prod, &e);
+        prod[j] = frexp(prod[j], &e);
         lsum += e * M_LN2;
       }
     }
-    lsum += log(prod);
-    double flat = exp(lsum / nb) / (asum / nb);
+    for (int k = nb8; k < nb; k++) {
+      float v = P[k] > 1e-10f ? P[k] : 1e-10f;
+      prod[0] *= v;
+      as[0] += v;
+    }
+    for (int j = 0; j < LANES; j++) lsum += log(prod[j]);
+    double flat = exp(lsum / nb) / (lanes_sum(as) / nb);
     out[DX_FCOL_CENTROID] = (float)centroid;
     out[DX_FCOL_BANDWIDTH] = (float)sqrt(bw);
     out[DX_FCOL_ROLLOFF] = (float)roll;
@@ -97,9 +184,8 @@ dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_
     /* spectral_contrast: per octave band, the mean of the q smallest
      * (valley) and q largest (peak) magnitudes; dB conversion comes later. */
     for (int b = 0; b < pv->n_contrast; b++) {
-      int nlo = 0, nhi = 0, q = pv->band_q[b];
-      const float *band = S + pv->band_lo[b];
-      for (int k = 0; k < pv->band_cnt[b]; k++) keep_extremes(band[k], lo, &nlo, hi, &nhi, q);
+      int q = pv->band_q[b];
+      band_extremes(S + pv->band_lo[b], pv->band_cnt[b], q, lo, hi);
       double vs = 0, ps = 0;
       for (int i = 0; i < q; i++) {
         vs += lo[i];
@@ -128,14 +214,17 @@ dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t n, siz
     double ss = 0;
     int zc = 0, prev_neg = 0;
     if (start >= 0 && start + nf <= (long long)n) { /* interior frame: no padding */
+      /* float partial sums in LANES lanes (vector registers), combined in
+       * double; a value is negative for the crossing count when below
+       * -1e-10 (|x| <= 1e-10 counts as 0, and 0 as positive) */
       const float *x = y + start;
-      for (int i = 0; i < nf; i++) ss += (double)x[i] * x[i];
-      prev_neg = fabsf(x[0]) <= 1e-10f ? 0 : signbit(x[0]) != 0;
-      for (int i = 1; i < nf; i++) {
-        int neg = fabsf(x[i]) <= 1e-10f ? 0 : signbit(x[i]) != 0;
-        zc += neg != prev_neg;
-        prev_neg = neg;
-      }
+      float acc[LANES] = {0};
+      int nf8 = nf & ~(LANES - 1);
+      for (int i = 0; i < nf8; i += LANES)
+        for (int j = 0; j < LANES; j++) acc[j] += x[i + j] * x[i + j];
+      for (int i = nf8; i < nf; i++) acc[0] += x[i] * x[i];
+      ss = lanes_sum(acc);
+      for (int i = 1; i < nf; i++) zc += (x[i] < -1e-10f) ^ (x[i - 1] < -1e-10f);
       float *out = feat + (size_t)f * ld_feat;
       out[DX_FCOL_RMS] = (float)sqrt(ss / nf);
       out[DX_FCOL_ZCR] = (float)zc / nf;

@@ -14,6 +14,9 @@
 
 #include "features_cpu.h"
 
+/* fmaxf is a libm call unless NaN rules are relaxed; inputs here are never NaN */
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+
 static void cpu_plan_destroy(dx_feat_plan *plan) {
   if (!plan) return;
   dx_cpu_feat_priv *pv = plan->priv;
@@ -25,6 +28,7 @@ static void cpu_plan_destroy(dx_feat_plan *plan) {
     dx_fftw_planner_unlock();
     free(pv->window);
     free(pv->freq);
+    free(pv->freqf);
     free(pv->scratch);
     free(pv->mel_lo);
     free(pv->mel_hi);
@@ -95,6 +99,7 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
   int nb = plan->n_bins;
   pv->window = malloc((size_t)p->n_fft * sizeof *pv->window);
   pv->freq = malloc((size_t)nb * sizeof *pv->freq);
+  pv->freqf = malloc((size_t)nb * sizeof *pv->freqf);
   pv->scratch = malloc((size_t)nb * 3 * sizeof *pv->scratch);
   pv->mel_lo = calloc((size_t)p->n_mels, sizeof *pv->mel_lo);
   pv->mel_hi = calloc((size_t)p->n_mels, sizeof *pv->mel_hi);
@@ -104,14 +109,14 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
   if (pv->frame && pv->spec)
     pv->fft = fftwf_plan_dft_r2c_1d(p->n_fft, pv->frame, pv->spec, FFTW_ESTIMATE | FFTW_DESTROY_INPUT);
   dx_fftw_planner_unlock();
-  if (!pv->window || !pv->freq || !pv->scratch || !pv->mel_lo || !pv->mel_hi || !pv->frame || !pv->spec || !pv->fft ||
+  if (!pv->window || !pv->freq || !pv->freqf || !pv->scratch || !pv->mel_lo || !pv->mel_hi || !pv->frame || !pv->spec || !pv->fft ||
       dx_feat_plan_alloc_host_tables(plan) != DX_OK) {
     cpu_plan_destroy(plan);
     return dx_fail(err, DX_ERR_NOMEM, "cannot make the CPU feature plan");
   }
   dx_feat_hann(p->n_fft, pv->window);
   /* fft_frequencies: bin k is k * sr / n_fft Hz */
-  for (int k = 0; k < nb; k++) pv->freq[k] = (double)p->sample_rate * k / p->n_fft;
+  for (int k = 0; k < nb; k++) pv->freqf[k] = (float)(pv->freq[k] = (double)p->sample_rate * k / p->n_fft);
   pv->n_contrast = dx_feat_contrast_bands(p, pv->band_lo, pv->band_cnt, pv->band_q);
   for (int m = 0; m < p->n_mels; m++) {
     const float *w = plan->mel_fb + (size_t)m * nb;
@@ -210,7 +215,7 @@ static dx_status cpu_rows_normalize_max(dx_backend *be, float *x, int n_rows, in
   (void)be;
   for (int r = 0; r < n_rows; r++) {
     float *row = x + (size_t)r * ld, m = 0;
-    for (int c = 0; c < n_cols; c++) m = fmaxf(m, fabsf(row[c]));
+    for (int c = 0; c < n_cols; c++) m = maxf(m, fabsf(row[c]));
     if (m < FLT_MIN) continue;
     for (int c = 0; c < n_cols; c++) row[c] /= m;
   }
@@ -223,7 +228,7 @@ static dx_status cpu_col_max(dx_backend *be, const float *x, int n_rows, int ld,
   float m = -INFINITY;
   for (int r = 0; r < n_rows; r++) {
     const float *row = x + (size_t)r * ld + col0;
-    for (int c = 0; c < n_cols; c++) m = fmaxf(m, row[c]);
+    for (int c = 0; c < n_cols; c++) m = maxf(m, row[c]);
   }
   *out_host = m;
   return DX_OK;
@@ -237,7 +242,7 @@ static dx_status cpu_power_to_db(dx_backend *be, float *x, int n_rows, int ld, i
   float floor_db = top_db > 0 ? 10.0f * log10f(fmaxf(amin, max_value)) - top_db : -INFINITY;
   for (int r = 0; r < n_rows; r++) {
     float *row = x + (size_t)r * ld + col0;
-    for (int c = 0; c < n_cols; c++) row[c] = fmaxf(10.0f * log10f(fmaxf(amin, row[c])), floor_db);
+    for (int c = 0; c < n_cols; c++) row[c] = maxf(10.0f * log10f(maxf(amin, row[c])), floor_db);
   }
   return DX_OK;
 }

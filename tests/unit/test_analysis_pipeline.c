@@ -2,7 +2,8 @@
  * EBU Tech 3341 case 1 (stereo 1 kHz sine at -23 dBFS reads -23.0 LUFS
  * within 0.1 LU), clear errors for unreadable, empty, silent and over-long
  * files, decoding + resampling of a 44.1 kHz stereo file, feature-group
- * parsing and the JSON result's fields. */
+ * parsing and the JSON result's fields, the analyzer kept in the backend's
+ * cache slot, and loudness on a helper thread giving the same result. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,47 @@ DX_TEST(feature_names) {
   }
 }
 
+DX_TEST(cached_analyzer_and_loudness_thread) {
+  dx_errbuf err = {{0}};
+  dx_backend *b = NULL;
+  CHECK(dx_backend_open("cpu", &b, &err) == DX_OK);
+  if (!b) return;
+  dx_analysis_params p;
+  dx_analysis_default_params(&p);
+  dx_analyzer *a1 = NULL, *a2 = NULL, *a3 = NULL;
+  CHECK(dx_analyzer_cached(b, &p, &a1, &err) == DX_OK && a1 && b->feat_state == a1 && b->feat_state_free);
+  CHECK(dx_analyzer_cached(b, &p, &a2, &err) == DX_OK && a2 == a1);
+  /* the same track with the loudness on a helper thread gives the same result */
+  size_t n = 0;
+  float *m = synth_music(6.0, 44100, &n);
+  float *y = malloc(2 * n * sizeof *y);
+  for (size_t i = 0; i < n; i++) y[i] = m[i], y[n + i] = 0.7f * m[i];
+  dx_audio au = {.data = y, .channels = 2, .samplerate = 44100, .frames = n};
+  dx_analysis_result r1, r2;
+  CHECK(dx_analyzer_run(a1, &au, DX_AF_ALL, NULL, NULL, &r1, &err) == DX_OK);
+  p.threads = 2;
+  CHECK(dx_analyzer_cached(b, &p, &a3, &err) == DX_OK && a3 && b->feat_state == a3);
+  CHECK(dx_analyzer_run(a3, &au, DX_AF_ALL, NULL, NULL, &r2, &err) == DX_OK);
+  CHECK(r1.lufs == r2.lufs && r1.lra == r2.lra && r1.true_peak_db == r2.true_peak_db);
+  CHECK(r1.tempo == r2.tempo && r1.key_index == r2.key_index && r1.centroid.mean == r2.centroid.mean);
+  CHECK(r1.mfcc[3].mean == r2.mfcc[3].mean && r1.chroma[5] == r2.chroma[5]);
+  CHECK(isfinite(r2.lufs) && r2.t_loudness > 0);
+  /* a run stopped while the helper thread measures returns its status */
+  dx_analysis_result_free(&r2);
+  CHECK(dx_analyzer_run(a3, &au, DX_AF_ALL, cancel_progress, NULL, &r2, &err) == DX_ERR_CANCELLED);
+  dx_analysis_result_free(&r1);
+  dx_analysis_result_free(&r2);
+  /* closing the backend frees the cached analyzer; a reopened one starts empty */
+  dx_backend_close(b);
+  CHECK(dx_backend_open("cpu", &b, &err) == DX_OK && b && !b->feat_state);
+  CHECK(dx_analyzer_cached(b, &p, &a1, &err) == DX_OK && a1);
+  CHECK(dx_analyzer_run(a1, &au, DX_AF_LOUDNESS | DX_AF_KEY, NULL, NULL, &r1, &err) == DX_OK);
+  dx_analysis_result_free(&r1);
+  dx_backend_close(b);
+  free(m);
+  free(y);
+}
+
 DX_TEST(cleanup) {
   dx_analyzer_close(an);
   dx_backend_close(be);
@@ -186,4 +228,4 @@ DX_TEST(cleanup) {
 }
 
 DX_TEST_MAIN(DX_T(ebu_tech3341_case1), DX_T(bad_files_have_clear_errors), DX_T(stereo_44k_file_all_features_and_json),
-             DX_T(feature_names), DX_T(cleanup))
+             DX_T(feature_names), DX_T(cached_analyzer_and_loudness_thread), DX_T(cleanup))
