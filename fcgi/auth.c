@@ -1,6 +1,9 @@
 /* auth.c: Bearer-token authentication, the shared per-token rate limits
  * (MariaDB table rate_limits, fixed 60 s windows) and the worker's database
- * connection. One request at a time per worker process. */
+ * connection. A token's last_used_at is kept to the minute: the lookup also
+ * says whether the stored value is more than 60 s old, and only then is it
+ * updated (one extra statement per token and minute, none otherwise).
+ * One request at a time per worker process. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +46,9 @@ dx_status dx_auth(dx_req *r) {
   dx_sha256_hex(tok, n, hash);
   MYSQL_RES *res;
   dx_status st = dx_db_query(r->db, &res, &r->err,
-                             "SELECT t.id, u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id "
+                             "SELECT t.id, u.id, u.name, u.role, (t.last_used_at IS NULL OR "
+                             "t.last_used_at < UTC_TIMESTAMP(3) - INTERVAL 60 SECOND) "
+                             "FROM api_tokens t JOIN users u ON u.id = t.user_id "
                              "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND u.status = 'active'",
                              hash);
   if (st != DX_OK) return st;
@@ -58,7 +63,17 @@ dx_status dx_auth(dx_req *r) {
   snprintf(r->user.role, sizeof r->user.role, "%s", row[3]);
   r->user.admin = !strcmp(row[3], "admin") || !strcmp(row[3], "superadmin");
   r->authed = 1;
+  int stale = row[4] && !strcmp(row[4], "1");
   mysql_free_result(res);
+  if (stale) {
+    /* The condition repeats the check, so concurrent requests update once. */
+    dx_errbuf e;
+    if (dx_db_exec(r->db, NULL, &e,
+                   "UPDATE api_tokens SET last_used_at = UTC_TIMESTAMP(3) WHERE id = %s AND "
+                   "(last_used_at IS NULL OR last_used_at < UTC_TIMESTAMP(3) - INTERVAL 60 SECOND)",
+                   r->user.token_id) != DX_OK)
+      DX_WARN("token last use: %s", e.msg);
+  }
   return DX_OK;
 }
 

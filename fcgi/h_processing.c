@@ -1,7 +1,10 @@
 /* h_processing.c: stem separation routes.
  *   POST /api/processing/separate {track_id, model, engine, shifts?, two_stems?}
  *        -> 202 {"data": {job_id, track_id, model, status: "queued"}}
- *   GET  /api/processing/job/:id -> {id, status, progress, model, stems, error}
+ *   GET  /api/processing/job/:id -> {id, status, progress, model, stems, archive_url, error}
+ *        each stem has url (/export/stem/<id>) and file_url
+ *        (/files/stems/<job_id>/<stem>.wav); archive_url is
+ *        /files/stems/<job_id>/stems.zip once the job completed
  *   GET  /api/processing/models  -> {"models": [{name, description, stems, stem_names, installed}]}
  * A model whose weights are missing answers 422 MODEL_NOT_INSTALLED with the
  * command that fetches it; an unknown model 422 VALIDATION_ERROR; the
@@ -143,7 +146,7 @@ dx_status dx_h_processing_separate(dx_req *r) {
 static dx_status job_stems(dx_req *r, const char *job_id, json_object **out) {
   MYSQL_RES *res;
   dx_status st = dx_db_query(r->db, &res, &r->err,
-                             "SELECT id, stem, format, size, duration, model, track_id, created_at FROM stems "
+                             "SELECT id, stem, format, size, duration, model, track_id, created_at, file_path FROM stems "
                              "WHERE job_id = %s ORDER BY created_at, stem",
                              job_id);
   if (st != DX_OK) return st;
@@ -162,10 +165,22 @@ static dx_status job_stems(dx_req *r, const char *job_id, json_object **out) {
     char url[80];
     snprintf(url, sizeof url, "/export/stem/%s", row[0]);
     json_object_object_add(s, "url", json_object_new_string(url));
+    json_object_object_add(s, "file_url", row[8] ? json_object_new_string(dx_pool_printf(r->pool, "/files/%s", row[8])) : NULL);
     json_object_array_add(a, s);
   }
   mysql_free_result(res);
   *out = a;
+  return DX_OK;
+}
+
+/* The URL of a job's stems archive, or NULL (JSON null) when it has none. */
+static dx_status job_archive(dx_req *r, const char *job_id, json_object **out) {
+  MYSQL_RES *res;
+  dx_status st = dx_db_query(r->db, &res, &r->err, "SELECT file_path FROM stem_archives WHERE job_id = %s", job_id);
+  if (st != DX_OK) return st;
+  MYSQL_ROW row = mysql_fetch_row(res);
+  *out = row && row[0] ? json_object_new_string(dx_pool_printf(r->pool, "/files/%s", row[0])) : NULL;
+  mysql_free_result(res);
   return DX_OK;
 }
 
@@ -188,14 +203,16 @@ dx_status dx_h_processing_job(dx_req *r) {
   json_object_object_add(d, "progress", dx_json_int(row[2]));
   json_object_object_add(d, "model", dx_json_str(row[3]));
   json_object_object_add(d, "track_id", dx_json_str(row[5]));
-  json_object *stems = NULL;
+  json_object *stems = NULL, *archive = NULL;
   if (row[1] && !strcmp(row[1], "completed")) {
-    if ((st = job_stems(r, row[0], &stems)) != DX_OK) {
+    if ((st = job_stems(r, row[0], &stems)) != DX_OK || (st = job_archive(r, row[0], &archive)) != DX_OK) {
+      json_object_put(stems);
       json_object_put(d);
       return st;
     }
   }
   json_object_object_add(d, "stems", stems ? stems : json_object_new_array());
+  json_object_object_add(d, "archive_url", archive);
   json_object_object_add(d, "error", dx_json_str(row[4]));
   json_object_object_add(d, "created_at", dx_json_time(row[6]));
   json_object_object_add(d, "finished_at", dx_json_time(row[7]));

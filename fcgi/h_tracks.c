@@ -169,11 +169,26 @@ dx_status dx_h_tracks_delete(dx_req *r) {
     }
   }
   mysql_free_result(res);
+  /* Separation jobs keep their stems under stems/<job_id>; collect them
+   * before the delete sets the jobs' track_id to NULL. */
+  MYSQL_RES *sep;
+  st = dx_db_query(r->db, &sep, &r->err, "SELECT id FROM jobs WHERE track_id = %s AND type = 'separate'", id);
+  if (st != DX_OK) return st;
+  if (dx_pool_result_on_cleanup(r->pool, sep)) {
+    mysql_free_result(sep);
+    return DX_ERR_NOMEM;
+  }
   st = dx_db_exec(r->db, NULL, &r->err, "DELETE FROM tracks WHERE id = %s", id);
   if (st != DX_OK) return st;
-  /* The row is gone first: a crash here leaves files without a row, never a row without files. */
+  /* The rows are gone first (stems cascade): a crash here leaves files
+   * without a row, never a row without files. */
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/tracks/%s", r->cfg->storage_dir, id);
   if (dx_rmtree(dir) != DX_OK) DX_WARN("cannot remove %s", dir);
+  while ((row = mysql_fetch_row(sep))) {
+    if (!dx_uuid_valid(row[0])) continue;
+    snprintf(dir, sizeof dir, "%s/stems/%s", r->cfg->storage_dir, row[0]);
+    if (dx_rmtree(dir) != DX_OK) DX_WARN("cannot remove %s", dir);
+  }
   return dx_resp_empty(r, 204);
 }

@@ -7,8 +7,11 @@
  * and the checkpoint files' mtimes), so consecutive jobs do not reload it.
  * Progress is reported per chunk. Stems are written to
  * storage_dir/stems/<job_id>/<stem>.wav (temporary name, then rename), then
- * their rows go into `stems` in one transaction. Result:
- *   {"model": m, "stems": [{"id","stem","format","size","duration","file_path"}]}
+ * the ZIP of exactly those files, storage_dir/stems/<job_id>/stems.zip
+ * (entries <model>/<stem>.wav, also through a temporary name), then their
+ * rows go into `stems` and `stem_archives` in one transaction. Result:
+ *   {"model": m, "stems": [{"id","stem","format","size","duration","file_path"}],
+ *    "archive": {"file_path", "size", "entries"}}
  * A missing or damaged checkpoint, an unknown model, a missing track or a bad
  * audio file fail the job at once with a readable error; database and device
  * errors are retried.
@@ -23,6 +26,7 @@
 #include "dx_job_runner.h"
 #include "dx_separate.h"
 #include "dx_util.h"
+#include "dx_zip_writer.h"
 
 typedef struct {
   dx_job_ctx *ctx;
@@ -56,15 +60,40 @@ static double param_num(json_object *o, const char *key, double def) {
   return def;
 }
 
-/* Insert the stem rows (replacing those of an earlier attempt) in one transaction. */
+/* Write the ZIP of the job's stem files (paths) into dir/stems.zip; its
+ * full path goes to zip_path, its size to *size. */
+static dx_status write_archive(const char *model, const dx_stems *st, char (*paths)[1024], const char *dir,
+                               char *zip_path, size_t zip_n, uint64_t *size, dx_errbuf *err) {
+  dx_zip_source src[DX_STEMS_MAX];
+  char names[DX_STEMS_MAX][160];
+  for (int k = 0; k < st->n; k++) {
+    const char *ext = strrchr(paths[k], '.');
+    snprintf(names[k], sizeof names[k], "%s/%s%s", model, st->names[k], ext ? ext : "");
+    src[k].name = names[k];
+    src[k].path = paths[k];
+  }
+  snprintf(zip_path, zip_n, "%s/stems.zip", dir);
+  dx_status rc = dx_zip_write_files(zip_path, src, st->n, NULL, size, err);
+  if (rc == DX_ERR_INVALID) rc = DX_ERR_INTERNAL; /* names come from the model: a bug, not a bad request */
+  return rc;
+}
+
+/* Insert the stem rows and the archive row (replacing those of an earlier
+ * attempt) in one transaction. */
 static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *st, char (*paths)[1024],
-                            json_object *list, dx_errbuf *err) {
+                            const char *zip_path, uint64_t zip_size, json_object *list, dx_errbuf *err) {
   const dx_job *job = ctx->job;
   dx_status rc = dx_db_begin(ctx->db, err);
   if (rc != DX_OK) return rc;
   rc = dx_db_exec(ctx->db, NULL, err, "DELETE FROM stems WHERE job_id = %s", job->id);
+  if (rc == DX_OK) rc = dx_db_exec(ctx->db, NULL, err, "DELETE FROM stem_archives WHERE job_id = %s", job->id);
   double duration = (double)st->frames / (double)st->samplerate;
   size_t base = strlen(ctx->cfg->storage_dir) + 1;
+  if (rc == DX_OK)
+    rc = dx_db_exec(ctx->db, NULL, err,
+                    "INSERT INTO stem_archives (job_id, track_id, user_id, model, entries, size, file_path)"
+                    " VALUES (%s, %s, %s, %s, %d, %lld, %s)",
+                    job->id, job->track_id, job->user_id, model, st->n, (long long)zip_size, zip_path + base);
   for (int k = 0; k < st->n && rc == DX_OK; k++) {
     char id[DX_UUID_LEN];
     struct stat sb;
@@ -156,14 +185,23 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
   char dir[DX_CONFIG_STR + 64];
   snprintf(dir, sizeof dir, "%s/stems/%s", ctx->cfg->storage_dir, job->id);
   char paths[DX_STEMS_MAX][1024];
+  char zip_path[DX_CONFIG_STR + 80];
+  uint64_t zip_size = 0;
   st = dx_stems_write(&stems, dir, DX_ENC_WAV_PCM16, paths, err);
+  if (st == DX_OK) st = dx_job_progress(ctx, 95);
+  if (st == DX_OK) st = write_archive(model, &stems, paths, dir, zip_path, sizeof zip_path, &zip_size, err);
   if (st == DX_OK) {
     json_object *list = json_object_new_array();
-    st = store_rows(ctx, model, &stems, paths, list, err);
+    st = store_rows(ctx, model, &stems, paths, zip_path, zip_size, list, err);
     if (st == DX_OK) {
       json_object *result = json_object_new_object();
+      json_object *arch = json_object_new_object();
+      json_object_object_add(arch, "file_path", json_object_new_string(zip_path + strlen(ctx->cfg->storage_dir) + 1));
+      json_object_object_add(arch, "size", json_object_new_int64((int64_t)zip_size));
+      json_object_object_add(arch, "entries", json_object_new_int(stems.n));
       json_object_object_add(result, "model", json_object_new_string(model));
       json_object_object_add(result, "stems", list);
+      json_object_object_add(result, "archive", arch);
       dx_job_set_result(ctx, result);
     } else {
       json_object_put(list);

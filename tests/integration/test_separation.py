@@ -1,7 +1,9 @@
 """Stem separation through nginx: POST /api/processing/separate runs a
 `separate` job on the stack's demixd with hpss and with the kit's
 htdemucs_tiny placed in the model folder; one stem and the ZIP of a track's
-stems download through /export; hpss stems add back to the mix; unknown
+stems download through /export and /files/stems; the engine writes the ZIP
+with the stems (the responder only authorises), it holds exactly the newest
+completed job's stems, byte for byte; hpss stems add back to the mix; unknown
 model 422, missing track 404, lalalai 501, a model without weights 422
 MODEL_NOT_INSTALLED; a corrupt checkpoint fails its job with a clear error
 and the engine keeps serving. Also `demix separate -n hpss` against librosa."""
@@ -104,20 +106,99 @@ def test_hpss_job_stems_and_downloads(stack, token, upload, tmp_path):
     assert all(r[1] == f"stems/{j['job_id']}/{r[0]}.wav" and r[3] == "hpss" for r in rows)
     assert (stack.storage_dir / rows[0][1]).is_file()
 
-    # the ZIP of the track's stems
+    # each stem also under /files/stems/<job_id>/<stem>.wav, same bytes
+    for s in stems.values():
+        assert s["file_url"] == f"/files/stems/{j['job_id']}/{s['stem']}.wav"
+        r = stack.get(s["file_url"], token=tok)
+        assert r.status_code == 200, r.text[:300]
+        assert r.headers["Content-Type"] == "audio/wav"
+        assert r.content == stack.get(s["url"], token=tok).content
+        assert r.content == (stack.storage_dir / f"stems/{j['job_id']}/{s['stem']}.wav").read_bytes()
+
+    # the engine wrote the ZIP with the stems, before the job completed
+    zip_rel = f"stems/{j['job_id']}/stems.zip"
+    assert done["archive_url"] == f"/files/{zip_rel}"
+    zip_file = stack.storage_dir / zip_rel
+    assert zip_file.is_file()
+    arow = stack.sql(f"SELECT file_path, size, entries, model, track_id FROM stem_archives WHERE job_id = '{j['job_id']}'")
+    assert arow == [(zip_rel, str(zip_file.stat().st_size), "2", "hpss", t["id"])]
+    assert not any(n.startswith(".") or ".tmp." in n for n in os.listdir(zip_file.parent))
+    on_disk = zip_file.read_bytes()
+    _check_zip(stack, on_disk, j["job_id"], "hpss", ["harmonic", "percussive"])
+
+    # served by nginx as it is on disk; the responder writes nothing
+    before = _storage_files(stack)
     r = stack.get(f"/export/stems/{t['id']}", token=tok)
     assert r.status_code == 200, r.text[:300]
+    assert r.headers["Content-Type"] == "application/zip"
+    assert "X-Accel-Redirect" not in r.headers
+    assert f'filename="hpss-{t["id"]}.zip"' in r.headers["Content-Disposition"]
+    assert r.content == on_disk
     z = zipfile.ZipFile(io.BytesIO(r.content))
-    assert z.testzip() is None
-    assert sorted(z.namelist()) == ["hpss/harmonic.wav", "hpss/percussive.wav"]
     zh, _ = sf.read(io.BytesIO(z.read("hpss/harmonic.wav")), dtype="float32")
     assert np.array_equal(zh, h)
+    r = stack.get(done["archive_url"], token=tok)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip" and r.content == on_disk
+    assert _storage_files(stack) == before
 
-    # someone else sees none of it
+    # someone else sees none of it; an admin sees all of it
     other = token()
     assert stack.get(stems["harmonic"]["url"], token=other).status_code == 404
     assert stack.get(f"/export/stems/{t['id']}", token=other).status_code == 404
     assert stack.get(f"/api/processing/job/{j['job_id']}", token=other).status_code == 404
+    for url in (stems["harmonic"]["file_url"], done["archive_url"]):
+        r = stack.get(url, token=other)
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", (url, r.text[:200])
+        assert stack.get(url, token=None).status_code == 401
+        assert stack.get(url, token=stack.admin_token).status_code == 200
+    r = stack.get(f"/export/stems/{t['id']}", token=stack.admin_token)
+    assert r.status_code == 200 and r.content == on_disk
+
+    # only the files the rows name: no other file of the folder, no traversal
+    stray = zip_file.parent / "harmonic.wav.tmp.1"
+    stray.write_bytes(b"partial")
+    try:
+        for path in (f"/files/stems/{j['job_id']}/harmonic.wav.tmp.1", f"/files/stems/{j['job_id']}/.stems.zip.tmp.1",
+                     f"/files/stems/{j['job_id']}/", f"/files/stems/{j['job_id']}/harmonic.wav/x",
+                     f"/files/stems/{j['job_id']}", f"/files/stems/not-a-job/harmonic.wav",
+                     f"/files/stems/{uuid.uuid4()}/harmonic.wav"):
+            r = stack.get(path, token=tok)
+            assert r.status_code in (400, 404), (path, r.status_code)
+    finally:
+        stray.unlink()
+
+    # a newer separation of the track replaces what /export/stems serves;
+    # a failed one does not
+    j2 = _data(_separate(stack, tok, t["id"], "hpss", two_stems="harmonic"), 202)
+    done2 = _wait(stack, tok, j2["job_id"])
+    assert done2["status"] == "completed", done2
+    zip2 = (stack.storage_dir / f"stems/{j2['job_id']}/stems.zip").read_bytes()
+    _check_zip(stack, zip2, j2["job_id"], "hpss", ["harmonic", "no_harmonic"])
+    r = stack.get(f"/export/stems/{t['id']}", token=tok)
+    assert r.status_code == 200 and r.content == zip2
+    assert stack.get(done["archive_url"], token=tok).content == on_disk  # the older one stays reachable
+    stack.sql(f"UPDATE jobs SET status = 'failed' WHERE id = '{j2['job_id']}'")
+    assert stack.get(f"/export/stems/{t['id']}", token=tok).content == on_disk
+
+
+def _storage_files(stack):
+    out = set()
+    for d, _, files in os.walk(stack.storage_dir):
+        for f in files:
+            p = os.path.join(d, f)
+            out.add((os.path.relpath(p, stack.storage_dir), os.stat(p).st_mtime_ns))
+    return out
+
+
+def _check_zip(stack, data, job_id, model, stem_names):
+    """data is a valid ZIP holding exactly the job's stems, byte for byte."""
+    z = zipfile.ZipFile(io.BytesIO(data))
+    assert z.testzip() is None
+    assert sorted(z.namelist()) == sorted(f"{model}/{n}.wav" for n in stem_names)
+    rows = stack.sql(f"SELECT stem, file_path FROM stems WHERE job_id = '{job_id}'")
+    assert sorted(r[0] for r in rows) == sorted(stem_names)
+    for stem, rel in rows:
+        assert z.read(f"{model}/{stem}.wav") == (stack.storage_dir / rel).read_bytes()
 
 
 def test_htdemucs_tiny_job(stack, token, upload, tmp_path):
@@ -141,10 +222,12 @@ def test_htdemucs_tiny_job(stack, token, upload, tmp_path):
     done2 = _wait(stack, tok, j2["job_id"])
     assert done2["status"] == "completed", done2
     assert sorted(s["stem"] for s in done2["stems"]) == ["no_vocals", "vocals"]
-    # the ZIP holds the newest stems of each model
-    z = zipfile.ZipFile(io.BytesIO(stack.get(f"/export/stems/{t['id']}", token=tok).content))
-    names = set(z.namelist())
-    assert {"htdemucs_tiny/vocals.wav", "htdemucs_tiny/no_vocals.wav", "htdemucs_tiny/drums.wav"} <= names
+    # each job has its ZIP; the track's ZIP is the newest completed job's
+    _check_zip(stack, (stack.storage_dir / f"stems/{j['job_id']}/stems.zip").read_bytes(), j["job_id"],
+               "htdemucs_tiny", ["bass", "drums", "other", "vocals"])
+    r = stack.get(f"/export/stems/{t['id']}", token=tok)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip"
+    _check_zip(stack, r.content, j2["job_id"], "htdemucs_tiny", ["no_vocals", "vocals"])
 
 
 def test_request_errors(stack, token, upload, tmp_path):
@@ -169,7 +252,11 @@ def test_request_errors(stack, token, upload, tmp_path):
     assert r.status_code == 422, r.text
     assert stack.get(f"/api/processing/job/{uuid.uuid4()}", token=tok).status_code == 404
     assert stack.get(f"/export/stem/{uuid.uuid4()}", token=tok).status_code == 404
-    assert stack.get(f"/export/stems/{t['id']}", token=tok).status_code == 404  # no stems yet
+    r = stack.get(f"/export/stems/{t['id']}", token=tok)
+    assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text  # no stems yet
+    assert r.headers["Content-Type"].startswith("application/json")
+    r = stack.get(f"/export/stems/{uuid.uuid4()}", token=tok)
+    assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text
 
 
 def test_corrupt_checkpoint_fails_job_engine_survives(stack, token, upload, tmp_path):
@@ -182,7 +269,9 @@ def test_corrupt_checkpoint_fails_job_engine_survives(stack, token, upload, tmp_
         done = _wait(stack, tok, j["job_id"])
         assert done["status"] == "failed", done
         assert "broken_ckpt.th" in done["error"] and "cannot load" in done["error"], done["error"]
-        assert done["stems"] == []
+        assert done["stems"] == [] and done["archive_url"] is None
+        assert not (stack.storage_dir / f"stems/{j['job_id']}").exists()
+        assert stack.sql(f"SELECT COUNT(*) FROM stem_archives WHERE job_id = '{j['job_id']}'") == [("0",)]
         # the engine keeps serving
         j2 = _data(_separate(stack, tok, t["id"], "hpss"), 202)
         assert _wait(stack, tok, j2["job_id"])["status"] == "completed"
@@ -204,3 +293,18 @@ def test_cli_hpss_matches_librosa(stack, tmp_path):
     rh, rp = librosa.effects.hpss(y)
     assert np.linalg.norm(h[:, 0] - rh) / np.linalg.norm(rh) < 1e-4
     assert np.linalg.norm(p[:, 0] - rp) / np.linalg.norm(rp) < 1e-4
+
+
+def test_deleting_a_track_removes_its_stems(stack, token, upload, tmp_path):
+    tok = token()
+    t = _data(upload(tok, _music(tmp_path / "d.wav", seconds=1.0)), 201)
+    j = _wait(stack, tok, _data(_separate(stack, tok, t["id"], "hpss"), 202)["job_id"])
+    assert j["status"] == "completed", j
+    stem_dir = stack.storage_dir / f"stems/{j['id']}"
+    assert (stem_dir / "stems.zip").is_file()
+    assert stack.delete(f"/api/tracks/{t['id']}", token=tok).status_code == 204
+    assert not stem_dir.exists()
+    assert not (stack.storage_dir / f"tracks/{t['id']}").exists()
+    assert stack.sql(f"SELECT COUNT(*) FROM stems WHERE job_id = '{j['id']}'") == [("0",)]
+    assert stack.sql(f"SELECT COUNT(*) FROM stem_archives WHERE job_id = '{j['id']}'") == [("0",)]
+    assert stack.get(f"/files/stems/{j['id']}/harmonic.wav", token=tok).status_code == 404
