@@ -1,23 +1,49 @@
 #!/usr/bin/env bash
-# bench/separate/run.sh: x-realtime (and peak GPU memory) of `demix separate`
-# on one model and one synthetic track, next to the official PyTorch Demucs on
-# the same machine in the same run when torch + demucs are importable.
+# bench/separate/run.sh: speed of `demix separate` on one model and one
+# synthetic stereo track, next to the official PyTorch Demucs (official.py:
+# the official apply_model) on the same machine in the same run, and a check
+# that the two compute the same stems.
 #
-#   GPU host:  bench/separate/run.sh --full --seconds 180 --device cuda
-#              (makes htdemucs_full_random with the kit's make_kit.py FULL=1,
-#              needs torch + the official demucs; DEMUCS_PY may point at it)
-#   here:      bench/separate/run.sh --seconds 30 --device cpu
-#              (the kit's htdemucs_tiny; no torch needed)
-# Options: --build DIR (default build), --model NAME, --shifts N (1),
-# --overlap F (0.25), --out DIR (default /tmp/demix-bench-separate).
-# Prints one JSON line per implementation; add the figures to bench/RESULTS.md
-# with the date, machine and this command.
+#   CPU, full-size model, side by side (2 torch threads, as demix's 2 cores):
+#     bench/separate/run.sh --full --seconds 45 --device cpu --threads 2 --record
+#   GPU host (torch there; the official code travels as a folder, DEMUCS_PY):
+#     bench/separate/run.sh --full --seconds 180 --device cuda
+#   no torch at all: bench/separate/run.sh --seconds 30 --device cpu
+#     (the kit's htdemucs_tiny, demix only)
+#
+# Steps: (1) with shifts 0, both implementations separate the track and the
+# stems are compared (relative L2 over all stems, and per source; the two
+# agree within 2e-3 when they compute the same function); shifts draw random
+# offsets, so only shifts 0 can be compared. (2) Timing runs with --shifts
+# (default 1) and --overlap (0.25): wall seconds of the whole process, the
+# separation alone, x-realtime, peak RSS (/usr/bin/time -f %M) and, on a GPU,
+# peak GPU memory. One JSON line per run; --record appends a dated section
+# (machine, date, commands, table) to bench/RESULTS.md.
+#
+# Options: --build DIR (default build), --model NAME (default htdemucs_tiny,
+# or htdemucs_full_random with --full), --seconds S (180), --device
+# cpu|cuda|auto, --shifts N (1), --overlap F (0.25), --threads N (torch
+# threads of the official run; default 2 on the CPU), --jobs N (demix -j, 1),
+# --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate).
+# --full takes htdemucs_full_random from $DEMIX_REFERENCE/demucs or
+# .ref/reference/demucs (tools/make-reference), else makes it with the kit's
+# make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
+# Python: $PYTHON, else .venv-ref/bin/python, else .venv/bin/python, else
+# python3 (numpy + soundfile for the track; torch for the official run).
+# DEMUCS_PY defaults to .ref/demucs_py when that folder exists.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$ROOT/build SECONDS_=180 DEVICE=auto FULL=0 SHIFTS=1 OVERLAP=0.25 MODEL="" OUT=/tmp/demix-bench-separate
-KIT=${DEMIX_REFERENCE:-$ROOT/../shared/reference}/demucs
-PY=${PYTHON:-$ROOT/.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0
+CMDLINE="bench/separate/run.sh $*"
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || true)
+KIT=$ROOT/../shared/reference/demucs
+PY=${PYTHON:-}
+for p in "$ROOT/.venv-ref/bin/python" "$ROOT/.venv/bin/python" python3; do
+  [ -n "$PY" ] && break
+  if [ -x "$p" ] || command -v "$p" > /dev/null; then PY=$p; fi
+done
+if [ -z "${DEMUCS_PY:-}" ] && [ -d "$ROOT/.ref/demucs_py/demucs" ]; then export DEMUCS_PY=$ROOT/.ref/demucs_py; fi
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) BUILD=$2; shift 2 ;;
@@ -27,22 +53,44 @@ while [ $# -gt 0 ]; do
     --model) MODEL=$2; shift 2 ;;
     --shifts) SHIFTS=$2; shift 2 ;;
     --overlap) OVERLAP=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    --no-official) OFFICIAL=0; shift ;;
+    --no-check) CHECK=0; shift ;;
+    --record) RECORD=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+[ -x "$BUILD/demix" ] || { echo "no $BUILD/demix (--build DIR)" >&2; exit 2; }
 mkdir -p "$OUT/repo"
 if [ "$FULL" = 1 ]; then
   MODEL=${MODEL:-htdemucs_full_random}
-  if [ ! -f "$OUT/kit/htdemucs_full_random.th" ]; then
+  SRC=""
+  for d in "${DEMIX_REFERENCE:-/nonexistent}/demucs" "$ROOT/.ref/reference/demucs" "$OUT/kit"; do
+    if [ -f "$d/$MODEL.th" ]; then SRC=$d/$MODEL.th; break; fi
+  done
+  if [ -z "$SRC" ]; then
     mkdir -p "$OUT/kit"
+    echo "making $MODEL with make_kit.py FULL=1 (log: $OUT/make_kit.log)" >&2
     (cd "$OUT/kit" && FULL=1 "$PY" "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1)
+    SRC=$OUT/kit/$MODEL.th
   fi
-  ln -sfn "$OUT/kit/$MODEL.th" "$OUT/repo/$MODEL.th"
+  ln -sfn "$SRC" "$OUT/repo/$MODEL.th"
 else
   MODEL=${MODEL:-htdemucs_tiny}
   [ "$MODEL" = hpss ] || ln -sfn "$KIT/$MODEL.th" "$OUT/repo/$MODEL.th"
 fi
+if [ "$DEVICE" = auto ]; then
+  DEVICE=cpu
+  command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1 && DEVICE=cuda
+fi
+[ -z "$THREADS" ] && [ "$DEVICE" = cpu ] && THREADS=2
+HAVE_OFFICIAL=0
+if [ "$OFFICIAL" = 1 ] && [ "$MODEL" != hpss ] && "$PY" -c 'import os, sys
+p = os.environ.get("DEMUCS_PY")
+p and sys.path.insert(0, p)
+import torch, demucs.apply' 2> /dev/null; then HAVE_OFFICIAL=1; fi
 
 # a synthetic stereo track: tones, noise bursts and clicks
 "$PY" - "$OUT/track.wav" "$SECONDS_" <<'PYEOF'
@@ -56,39 +104,152 @@ x[:: sr // 2] += 0.5
 sf.write(path, np.stack([x, 0.9 * x], 1).astype(np.float32), sr, subtype="FLOAT")
 PYEOF
 
-# demix: wall time, peak RSS, and peak GPU memory by polling nvidia-smi
-GPU_LOG=$OUT/gpu-mem.log
-: > "$GPU_LOG"
-POLL=""
-if [ "$DEVICE" != cpu ] && command -v nvidia-smi > /dev/null; then
-  (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> "$GPU_LOG" 2>/dev/null; sleep 0.1; done) &
-  POLL=$!
-  BASE_MIB=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
-fi
-T0=$(date +%s.%N)
-/usr/bin/time -f '%M' -o "$OUT/rss.txt" "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$SHIFTS" \
-  --overlap "$OVERLAP" -d "$DEVICE" --float32 --overwrite -o "$OUT/stems" "$OUT/track.wav" 2> "$OUT/demix.log"
-T1=$(date +%s.%N)
-[ -n "$POLL" ] && kill "$POLL" 2>/dev/null || true
-PEAK_GPU=null
-if [ -s "$GPU_LOG" ]; then PEAK_GPU=$(sort -n "$GPU_LOG" | tail -1); PEAK_GPU=$((PEAK_GPU - ${BASE_MIB:-0})); fi
-"$PY" - "$T0" "$T1" "$SECONDS_" "$(cat "$OUT/rss.txt")" "$PEAK_GPU" "$DEVICE" "$MODEL" <<'PYEOF'
+RUNS=$OUT/runs.jsonl CMDS=$OUT/commands.txt
+: > "$RUNS"
+: > "$CMDS"
+
+# run_demix SHIFTS STEMS_DIR: one timed `demix separate`, one JSON line
+run_demix() {
+  local shifts=$1 stems=$2 gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
+  local cmd=("$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$shifts" --overlap "$OVERLAP"
+             -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$stems" "$OUT/track.wav")
+  echo "${cmd[*]}" >> "$CMDS"
+  : > "$gpu_log"
+  if [ "$DEVICE" != cpu ] && command -v nvidia-smi > /dev/null; then
+    base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+    (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> "$gpu_log" 2>/dev/null; sleep 0.1; done) &
+    poll=$!
+  fi
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$OUT/rss.txt" "${cmd[@]}" 2> "$OUT/demix.log"
+  t1=$(date +%s.%N)
+  if [ -n "$poll" ]; then kill "$poll" 2> /dev/null || true; wait "$poll" 2> /dev/null || true; fi
+  if [ -s "$gpu_log" ]; then peak=$(($(sort -n "$gpu_log" | tail -1) - base)); fi
+  local sep_s
+  sep_s=$(sed -n 's/.* stems in .* (\([0-9.]*\) s)$/\1/p' "$OUT/demix.log" | tail -1)
+  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss.txt")" "$peak" "$DEVICE" "$MODEL" "$shifts" "${sep_s:-null}" "$JOBS" <<'PYEOF' | tee -a "$RUNS"
 import json, sys
-t0, t1, sec, rss, gpu, dev, model = sys.argv[1:]
-dt = float(t1) - float(t0)
-print(json.dumps({"impl": "demix", "model": model, "device": dev, "track_s": float(sec), "seconds": round(dt, 3),
-                  "x_realtime": round(float(sec) / dt, 2), "peak_rss_mib": round(int(rss) / 1024, 1),
+t0, t1, sec, rss, gpu, dev, model, shifts, sep, jobs = sys.argv[1:]
+dt, sec = float(t1) - float(t0), float(sec)
+print(json.dumps({"impl": "demix", "model": model, "device": dev, "shifts": int(shifts), "jobs": int(jobs),
+                  "track_s": sec, "wall_s": round(dt, 3), "x_realtime": round(sec / dt, 3),
+                  "separate_s": None if sep == "null" else float(sep),
+                  "peak_rss_mib": round(int(rss) / 1024, 1),
                   "peak_gpu_mib_over_idle": None if gpu == "null" else int(gpu)}))
 PYEOF
+}
 
-# the official implementation on the same machine, when it is importable
-if [ "$MODEL" = hpss ]; then
+# run_official SHIFTS [SAVE]: one timed official.py, one JSON line
+run_official() {
+  local shifts=$1 save=${2:-}
+  local cmd=("$PY" "$ROOT/bench/separate/official.py" "$OUT/repo/$MODEL.th" "$OUT/track.wav" "$DEVICE" "$shifts"
+             "$OVERLAP")
+  [ -n "$THREADS" ] && cmd+=(--threads "$THREADS")
+  [ -n "$save" ] && cmd+=(--save "$save")
+  echo "DEMUCS_PY=${DEMUCS_PY:-} ${cmd[*]}" >> "$CMDS"
+  local t0 t1 line
+  t0=$(date +%s.%N)
+  if ! line=$(/usr/bin/time -f '%M' -o "$OUT/rss-official.txt" "${cmd[@]}" 2> "$OUT/official.log"); then
+    tail -5 "$OUT/official.log" >&2
+    echo '{"impl": "official", "error": "failed; see above"}' | tee -a "$RUNS"
+    return 1
+  fi
+  t1=$(date +%s.%N)
+  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss-official.txt")" "$line" "$MODEL" <<'PYEOF' | tee -a "$RUNS"
+import json, sys
+t0, t1, sec, rss, line, model = sys.argv[1:]
+r = json.loads(line)
+dt, sec = float(t1) - float(t0), float(sec)
+print(json.dumps({"impl": "official", "model": model, "device": r["device"], "shifts": r["shifts"],
+                  "threads": r["threads"], "track_s": sec, "wall_s": round(dt, 3), "x_realtime": round(sec / dt, 3),
+                  "separate_s": r["seconds"], "peak_rss_mib": round(int(rss) / 1024, 1),
+                  "peak_gpu_mib": r["peak_gpu_mib"], "torch": r["torch"]}))
+PYEOF
+}
+
+# (1) agreement, shifts 0
+AGREE=""
+if [ "$CHECK" = 1 ] && [ "$HAVE_OFFICIAL" = 1 ]; then
+  run_demix 0 "$OUT/stems0" > /dev/null
+  run_official 0 "$OUT/official0.f32" > /dev/null
+  AGREE=$("$PY" - "$OUT/official0.f32" "$OUT/stems0/$MODEL/track" <<'PYEOF'
+import json, sys, numpy as np, soundfile as sf
+ref_path, stem_dir = sys.argv[1:]
+meta = json.load(open(ref_path + ".json"))
+ref = np.fromfile(ref_path, dtype="<f4").reshape(meta["shape"]).astype(np.float64)
+ours = np.stack([sf.read(f"{stem_dir}/{s}.wav", dtype="float32", always_2d=True)[0].T for s in meta["sources"]])
+ours = ours.astype(np.float64)
+rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
+per = {s: round(rel(ours[k], ref[k]), 9) for k, s in enumerate(meta["sources"])}
+e = rel(ours, ref)
+print(json.dumps({"check": "demix vs official, shifts 0", "rel_l2": e, "per_source": per, "ok": e < 2e-3}))
+PYEOF
+)
+  echo "$AGREE" | tee -a "$RUNS"
+elif [ "$CHECK" = 1 ]; then
+  echo '{"check": "skipped: torch/official demucs not importable (or --no-official)"}'
+fi
+
+# (2) timing
+run_demix "$SHIFTS" "$OUT/stems"
+if [ "$HAVE_OFFICIAL" = 1 ]; then
+  run_official "$SHIFTS" || true
+elif [ "$MODEL" = hpss ]; then
   echo '{"impl": "official", "skipped": "hpss is not a Demucs model"}'
-elif "$PY" -c 'import torch, demucs' 2> /dev/null || [ -n "${DEMUCS_PY:-}" ]; then
-  ODEV=$DEVICE
-  [ "$ODEV" = auto ] && ODEV=$("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
-  "$PY" "$ROOT/bench/separate/official.py" "$OUT/repo/$MODEL.th" "$OUT/track.wav" "$ODEV" "$SHIFTS" "$OVERLAP" ||
-    echo '{"impl": "official", "error": "failed; see above"}'
 else
-  echo '{"impl": "official", "skipped": "torch/demucs not importable"}'
+  echo '{"impl": "official", "skipped": "torch/demucs not importable (or --no-official)"}'
+fi
+
+if [ "$RECORD" = 1 ]; then
+  "$PY" - "$ROOT/bench/RESULTS.md" "$RUNS" "$CMDS" "$CMDLINE" "$BUILD" "$LOAD0" <<'PYEOF'
+import datetime, json, os, platform, subprocess, sys
+results, runs, cmds, cmdline, build, load = sys.argv[1:]
+rows = [json.loads(l) for l in open(runs) if l.strip()]
+def sh(c):
+    try:
+        return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return ""
+cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1") or platform.processor()
+cores = os.cpu_count()
+gpu = sh("nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1")
+mem = sh("free -g | awk '/^Mem:/{print $2}'")
+commit = sh(f"git -C '{os.path.dirname(results)}' rev-parse --short HEAD")
+dirty = sh(f"git -C '{os.path.dirname(results)}' status --porcelain --untracked-files=no")
+load_after = sh("cut -d' ' -f1-3 /proc/loadavg")
+btype = sh(f"sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' '{build}/CMakeCache.txt'")
+now = datetime.datetime.now(datetime.timezone.utc)
+timed = [r for r in rows if "impl" in r and "wall_s" in r]
+model = timed[0]["model"] if timed else "?"
+out = [f"\n## Stem separation run {now:%Y-%m-%dT%H:%MZ} ({model}, {timed[0]['device'] if timed else '?'})\n"]
+out.append(f"- machine: {cpu}, {cores} cores, {mem} GiB RAM" + (f", GPU {gpu}" if gpu else "") +
+           f"; load average before the run: {load}, after: {load_after}")
+out.append(f"- date: {now:%Y-%m-%dT%H:%M:%SZ}; commit {commit}" + (" (with local changes)" if dirty else "") +
+           f"; demix build type {btype or '?'}")
+out.append(f"- command: `{cmdline}`, which ran:")
+for c in open(cmds):
+    out.append(f"  - `{c.strip()}`")
+for r in rows:
+    if "check" in r and "rel_l2" in r:
+        out.append(f"- agreement (shifts 0, same track): relative L2 demix vs official {r['rel_l2']:.3g} over all stems "
+                   f"({', '.join(f'{k} {v:.3g}' for k, v in r['per_source'].items())}); "
+                   f"{'within' if r['ok'] else 'NOT within'} 2e-3")
+out.append("")
+out.append("| implementation | shifts | track | wall (process) | separation alone | x-realtime (process) | peak RSS | peak GPU |")
+out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in timed:
+    if r["impl"] == "demix":
+        name = f"demix {r['device']}" + (f" -j {r['jobs']}" if r.get("jobs", 1) != 1 else "")
+        gpu_m = r.get("peak_gpu_mib_over_idle")
+    else:
+        name = f"official (torch {r['torch']}, {r['device']}, {r['threads']} threads)"
+        gpu_m = r.get("peak_gpu_mib")
+    sep = f"{r['separate_s']:.1f} s" if r.get("separate_s") is not None else "-"
+    out.append(f"| {name} | {r['shifts']} | {r['track_s']:.0f} s | {r['wall_s']:.1f} s | {sep} | "
+               f"{r['x_realtime']:.2f} | {r['peak_rss_mib']:.0f} MiB | {'-' if gpu_m is None else f'{gpu_m:.0f} MiB'} |")
+with open(results, "a") as f:
+    f.write("\n".join(out) + "\n")
+print(f"appended to {results}")
+PYEOF
 fi

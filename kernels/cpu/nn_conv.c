@@ -4,7 +4,9 @@
  * so the column buffer stays under DX_CPU_SCRATCH_FLOATS; 1x1 stride-1
  * convolutions multiply the input directly. Transposed convolutions are
  * SGEMM (W^T x) into columns + col2im, in blocks of input positions,
- * writing only the cropped window.
+ * writing only the cropped window. im2col (by input channel), col2im (by
+ * output channel) and bias passes (by row) are split over the ops' pool;
+ * every output element is computed by one part, as the serial loop would.
  * Threading: reentrant; scratch is per call. */
 #include <cblas.h>
 #include <stdlib.h>
@@ -12,10 +14,11 @@
 
 #include "nn_cpu.h"
 
-/* Output positions [p0, p1) of one batch item into col[(ci,i,j)][p - p0]. */
-static void im2col(const float *x, float *col, long long ldcol, int cin, int h, int wd, int kh, int kw, int sh, int sw,
-                   int ph, int pw, int dh, int dw, int wout, long long p0, long long p1) {
-  for (int ci = 0; ci < cin; ci++) {
+/* Output positions [p0, p1) of one batch item into col[(ci,i,j)][p - p0],
+ * for input channels [c0, c1). */
+static void im2col_ch(const float *x, float *col, long long ldcol, int c0, int c1, int h, int wd, int kh, int kw,
+                      int sh, int sw, int ph, int pw, int dh, int dw, int wout, long long p0, long long p1) {
+  for (int ci = c0; ci < c1; ci++) {
     const float *xc = x + (size_t)ci * h * wd;
     for (int i = 0; i < kh; i++) {
       for (int j = 0; j < kw; j++) {
@@ -43,6 +46,55 @@ static void im2col(const float *x, float *col, long long ldcol, int cin, int h, 
       }
     }
   }
+}
+
+typedef struct {
+  const float *x;
+  float *col;
+  long long ldcol, p0, p1;
+  int h, wd, kh, kw, sh, sw, ph, pw, dh, dw, wout;
+} im2col_ctx;
+
+static void im2col_range(void *p, long long c0, long long c1) {
+  const im2col_ctx *e = p;
+  im2col_ch(e->x, e->col, e->ldcol, (int)c0, (int)c1, e->h, e->wd, e->kh, e->kw, e->sh, e->sw, e->ph, e->pw, e->dh,
+            e->dw, e->wout, e->p0, e->p1);
+}
+
+/* The whole im2col of one block, input channels split over the pool. */
+static void im2col(const float *x, float *col, long long ldcol, int cin, int h, int wd, int kh, int kw, int sh, int sw,
+                   int ph, int pw, int dh, int dw, int wout, long long p0, long long p1) {
+  im2col_ctx e = {x, col, ldcol, p0, p1, h, wd, kh, kw, sh, sw, ph, pw, dh, dw, wout};
+  long long per = (long long)kh * kw * (p1 - p0);
+  dx_cpu_parallel(cin, per >= 32768 ? 1 : 32768 / (per > 0 ? per : 1), im2col_range, &e);
+}
+
+/* y[r][0:n] += bias[r % cout] (or = src + bias with a source), rows in parallel. */
+typedef struct {
+  float *y;
+  const float *src;
+  long long ldy, lds, n;
+  const float *bias;
+  int cout;
+} rows_ctx;
+
+static void bias_rows_range(void *p, long long r0, long long r1) {
+  const rows_ctx *e = p;
+  for (long long r = r0; r < r1; r++) {
+    float *y = e->y + r * e->ldy, bv = e->bias ? e->bias[r % e->cout] : 0.0f;
+    if (e->src) {
+      const float *s = e->src + r * e->lds;
+      for (long long i = 0; i < e->n; i++) y[i] = s[i] + bv;
+    } else {
+      for (long long i = 0; i < e->n; i++) y[i] += bv;
+    }
+  }
+}
+
+static void rows_bias(float *y, long long ldy, const float *src, long long lds, long long rows, long long n,
+                      const float *bias, int cout) {
+  rows_ctx e = {y, src, ldy, lds, n, bias, cout};
+  dx_cpu_parallel(rows, n >= 32768 ? 1 : 32768 / n, bias_rows_range, &e);
 }
 
 /* General 2-D convolution with dilation; conv1d is the h = 1 case. */
@@ -84,12 +136,7 @@ static dx_status conv2d_gen(const float *x, const float *w, const float *bias, f
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp,
                   (int)ld);
       for (int b = 0; b < nb; b++)
-        for (int co = 0; co < cout; co++) {
-          float *dst = y + ((size_t)(b0 + b) * cout + co) * P;
-          const float *src = tmp + (size_t)co * ld + b * P;
-          float bv = bias ? bias[co] : 0.0f;
-          for (long long p = 0; p < P; p++) dst[p] = src[p] + bv;
-        }
+        rows_bias(y + (size_t)(b0 + b) * cout * P, P, tmp + b * P, ld, cout, P, bias, cout);
     }
     free(col);
     free(tmp);
@@ -115,11 +162,7 @@ static dx_status conv2d_gen(const float *x, const float *w, const float *bias, f
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, K, 1.0f, w, K, B, ldb, 0.0f, yb + p0,
                   (int)P);
     }
-    if (bias)
-      for (int co = 0; co < cout; co++) {
-        float *r = yb + (size_t)co * P, bv = bias[co];
-        for (long long p = 0; p < P; p++) r[p] += bv;
-      }
+    if (bias) rows_bias(yb, P, NULL, 0, cout, P, bias, cout);
   }
   free(col);
   return DX_OK;
@@ -135,6 +178,42 @@ dx_status dx_cpu_conv2d(dx_backend *be, const float *x, const float *w, const fl
                         int cin, int h, int wd, int cout, int kh, int kw, int sh, int sw, int ph, int pw) {
   (void)be;
   return conv2d_gen(x, w, bias, y, batch, cin, h, wd, cout, kh, kw, sh, sw, ph, pw, 1, 1);
+}
+
+/* col2im of one block: output channels [c0, c1) add their columns into y. */
+typedef struct {
+  const float *col;
+  float *yb;
+  long long Q, np, p0, p1;
+  int wd, kh, kw, sh, sw, crop_h, crop_w, hout, wout;
+} col2im_ctx;
+
+static void col2im_range(void *arg, long long c0, long long c1) {
+  const col2im_ctx *e = arg;
+  int wd = e->wd, kh = e->kh, kw = e->kw, sh = e->sh, sw = e->sw, hout = e->hout, wout = e->wout;
+  long long np = e->np, p0 = e->p0, p1 = e->p1;
+  for (long long co = c0; co < c1; co++) {
+    float *yc = e->yb + (size_t)co * e->Q;
+    for (int i = 0; i < kh; i++) {
+      for (int j = 0; j < kw; j++) {
+        const float *c = e->col + ((size_t)(co * kh + i) * kw + j) * np;
+        long long p = p0;
+        while (p < p1) {
+          long long ih = p / wd, iw0 = p % wd, run = wd - iw0;
+          if (run > p1 - p) run = p1 - p;
+          long long oh = ih * sh + i - e->crop_h;
+          if (oh >= 0 && oh < hout) {
+            float *yr = yc + oh * wout;
+            const float *cr = c + (p - p0);
+            long long ow = iw0 * sw + j - e->crop_w;
+            for (long long q = 0; q < run; q++, ow += sw)
+              if (ow >= 0 && ow < wout) yr[ow] += cr[q];
+          }
+          p += run;
+        }
+      }
+    }
+  }
 }
 
 /* Transposed 2-D convolution, cropped window of the full output. */
@@ -165,28 +244,8 @@ static dx_status conv_tr2d_gen(const float *x, const float *w, const float *bias
       /* col[R][np] = W^T (W stored [cin][R]) x[cin][p0:p1] */
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, (int)np, cin, 1.0f, w, R, xb + p0, (int)P, 0.0f, col,
                   (int)np);
-      for (int co = 0; co < cout; co++) {
-        float *yc = yb + (size_t)co * Q;
-        for (int i = 0; i < kh; i++) {
-          for (int j = 0; j < kw; j++) {
-            const float *c = col + ((size_t)(co * kh + i) * kw + j) * np;
-            long long p = p0;
-            while (p < p1) {
-              long long ih = p / wd, iw0 = p % wd, run = wd - iw0;
-              if (run > p1 - p) run = p1 - p;
-              long long oh = ih * sh + i - crop_h;
-              if (oh >= 0 && oh < hout) {
-                float *yr = yc + oh * wout;
-                const float *cr = c + (p - p0);
-                long long ow = iw0 * sw + j - crop_w;
-                for (long long q = 0; q < run; q++, ow += sw)
-                  if (ow >= 0 && ow < wout) yr[ow] += cr[q];
-              }
-              p += run;
-            }
-          }
-        }
-      }
+      col2im_ctx e = {col, yb, Q, np, p0, p1, wd, kh, kw, sh, sw, crop_h, crop_w, hout, wout};
+      dx_cpu_parallel(cout, np * kh * kw >= 32768 ? 1 : 32768 / (np * kh * kw), col2im_range, &e);
     }
   }
   free(col);

@@ -1,7 +1,7 @@
 /* nn_cpu.h: the CPU neural-network ops (kernels/cpu/nn_*.c), gathered into
  * dx_cpu_nn_ops by nn_ops.c. Host memory; semantics in dx_nn_ops.h.
- * Threading: reentrant; matrix products use OpenBLAS's threads, FFT plans
- * are cached per size under a lock. */
+ * Threading: reentrant; matrix products use OpenBLAS's threads, the other
+ * large loops the pool below, FFT plans are cached per size under a lock. */
 #ifndef DX_NN_CPU_H
 #define DX_NN_CPU_H
 
@@ -9,6 +9,17 @@
 
 /* Scratch floats a CPU op may take per block (im2col, attention scores). */
 #define DX_CPU_SCRATCH_FLOATS ((size_t)4 << 20)
+
+/* The ops' worker pool (nn_pool.c): dx_cpu_parallel runs fn over [0, n)
+ * split into at most dx_cpu_threads() contiguous ranges of at least `grain`
+ * items, the caller taking the first; it returns when all are done. The
+ * pool has $DEMIX_CPU_THREADS threads (default: the online CPUs, at most
+ * 16), started on first use. A call made while the pool runs another job
+ * runs serially in the caller. fn must compute the same for a range whatever
+ * the split. */
+typedef void (*dx_cpu_range_fn)(void *ctx, long long i0, long long i1);
+int dx_cpu_threads(void);
+void dx_cpu_parallel(long long n, long long grain, dx_cpu_range_fn fn, void *ctx);
 
 dx_status dx_cpu_conv1d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
                         int cin, int lin, int cout, int k, int stride, int pad, int dil);

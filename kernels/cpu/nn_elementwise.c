@@ -1,73 +1,185 @@
 /* nn_elementwise.c: CPU elementwise and data-movement ops (dx_nn_ops.h):
  * GELU, sigmoid, GLU, add, scalar and per-channel affine, LayerScale
  * residuals, permute, 1-D padding and strided copies.
- * Threading: reentrant. */
+ * GELU, sigmoid and GLU evaluate erf and exp four lanes at a time
+ * (nn_vmath.h), every element through the same vector code (a range's tail
+ * is padded), so a result does not depend on how the range was split.
+ * Threading: reentrant; large loops are split over the ops' pool (nn_pool.c). */
 #include <math.h>
 #include <string.h>
 
 #include "nn_cpu.h"
+#include "nn_vmath.h"
+
+/* items per pool part: below this an op runs in the caller alone */
+#define GRAIN 16384
+
+typedef struct {
+  const float *a, *b;
+  float *y;
+  long long half; /* GLU: elements per half */
+  float alpha, beta;
+} ew_ctx;
+
+/* y[i0:i1] = f(x[i0:i1]) four at a time, the tail through a padded vector */
+#define EW_MAP(X, Y, I0, I1, EXPR)                                                                                 \
+  do {                                                                                                             \
+    long long i_ = (I0);                                                                                           \
+    for (; i_ + 4 <= (I1); i_ += 4) {                                                                              \
+      dx_v4 v = dx_v4_load((X) + i_);                                                                              \
+      dx_v4_store((Y) + i_, (EXPR));                                                                               \
+    }                                                                                                              \
+    if (i_ < (I1)) {                                                                                               \
+      float t_[4] = {0, 0, 0, 0};                                                                                  \
+      memcpy(t_, (X) + i_, (size_t)((I1) - i_) * sizeof(float));                                                  \
+      dx_v4 v = dx_v4_load(t_);                                                                                    \
+      dx_v4_store(t_, (EXPR));                                                                                     \
+      memcpy((Y) + i_, t_, (size_t)((I1) - i_) * sizeof(float));                                                   \
+    }                                                                                                              \
+  } while (0)
+
+static inline dx_v4 v_gelu(dx_v4 v) {
+  return dx_v4_set(0.5f) * v * (dx_v4_set(1.0f) + dx_v4_erf(v * dx_v4_set(0.70710678118654752f)));
+}
+
+static inline dx_v4 v_sigmoid(dx_v4 v) { return dx_v4_set(1.0f) / (dx_v4_set(1.0f) + dx_v4_exp(-v)); }
+
+static void gelu_range(void *c, long long i0, long long i1) {
+  const ew_ctx *e = c;
+  EW_MAP(e->a, e->y, i0, i1, v_gelu(v));
+}
 
 dx_status dx_cpu_gelu(dx_backend *be, const float *x, float *y, long long n) {
   (void)be;
-  for (long long i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+  ew_ctx c = {.a = x, .y = y};
+  dx_cpu_parallel(n, GRAIN, gelu_range, &c);
   return DX_OK;
 }
 
-static inline float sigm(float v) { return 1.0f / (1.0f + expf(-v)); }
+static void sigmoid_range(void *c, long long i0, long long i1) {
+  const ew_ctx *e = c;
+  EW_MAP(e->a, e->y, i0, i1, v_sigmoid(v));
+}
 
 dx_status dx_cpu_sigmoid(dx_backend *be, const float *x, float *y, long long n) {
   (void)be;
-  for (long long i = 0; i < n; i++) y[i] = sigm(x[i]);
+  ew_ctx c = {.a = x, .y = y};
+  dx_cpu_parallel(n, GRAIN, sigmoid_range, &c);
   return DX_OK;
+}
+
+/* GLU over flat output indices: item i of block o reads a = x[o][0][i], b = x[o][1][i]. */
+static void glu_range(void *c, long long i0, long long i1) {
+  const ew_ctx *e = c;
+  long long h = e->half;
+  while (i0 < i1) {
+    long long o = i0 / h, j0 = i0 % h, j1 = h < j0 + (i1 - i0) ? h : j0 + (i1 - i0);
+    const float *a = e->a + (size_t)o * 2 * h, *b = a + h;
+    float *y = e->y + (size_t)o * h;
+    long long j = j0;
+    for (; j + 4 <= j1; j += 4) dx_v4_store(y + j, dx_v4_load(a + j) * v_sigmoid(dx_v4_load(b + j)));
+    if (j < j1) {
+      float ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
+      memcpy(ta, a + j, (size_t)(j1 - j) * sizeof(float));
+      memcpy(tb, b + j, (size_t)(j1 - j) * sizeof(float));
+      dx_v4_store(ta, dx_v4_load(ta) * v_sigmoid(dx_v4_load(tb)));
+      memcpy(y + j, ta, (size_t)(j1 - j) * sizeof(float));
+    }
+    i0 += j1 - j0;
+  }
 }
 
 dx_status dx_cpu_glu(dx_backend *be, const float *x, float *y, int outer, int c, long long inner) {
   (void)be;
   if (outer <= 0 || c <= 0 || inner <= 0) return DX_ERR_INVALID;
-  size_t half = (size_t)c * inner;
-  for (int o = 0; o < outer; o++) {
-    const float *a = x + (size_t)o * 2 * half, *b = a + half;
-    float *yo = y + (size_t)o * half;
-    for (size_t i = 0; i < half; i++) yo[i] = a[i] * sigm(b[i]);
-  }
+  ew_ctx e = {.a = x, .y = y, .half = (long long)c * inner};
+  dx_cpu_parallel((long long)outer * e.half, GRAIN, glu_range, &e);
   return DX_OK;
+}
+
+static void add_range(void *c, long long i0, long long i1) {
+  const ew_ctx *e = c;
+  for (long long i = i0; i < i1; i++) e->y[i] = e->a[i] + e->b[i];
 }
 
 dx_status dx_cpu_add(dx_backend *be, const float *a, const float *b, float *y, long long n) {
   (void)be;
-  for (long long i = 0; i < n; i++) y[i] = a[i] + b[i];
+  ew_ctx c = {.a = a, .b = b, .y = y};
+  dx_cpu_parallel(n, 4 * GRAIN, add_range, &c);
   return DX_OK;
+}
+
+static void scale_shift_range(void *c, long long i0, long long i1) {
+  const ew_ctx *e = c;
+  for (long long i = i0; i < i1; i++) e->y[i] = e->alpha * e->a[i] + e->beta;
 }
 
 dx_status dx_cpu_scale_shift(dx_backend *be, const float *x, float *y, long long n, float alpha, float beta) {
   (void)be;
-  for (long long i = 0; i < n; i++) y[i] = alpha * x[i] + beta;
+  ew_ctx c = {.a = x, .y = y, .alpha = alpha, .beta = beta};
+  dx_cpu_parallel(n, 4 * GRAIN, scale_shift_range, &c);
   return DX_OK;
 }
+
+/* Per-channel ops over rows r = o * c + ch of `inner` elements. */
+typedef struct {
+  const float *x;
+  float *y;
+  int c;
+  long long inner;
+  const float *scale, *bias;
+} ch_ctx;
+
+static void channel_affine_range(void *p, long long r0, long long r1) {
+  const ch_ctx *e = p;
+  for (long long r = r0; r < r1; r++) {
+    int ch = (int)(r % e->c);
+    size_t off = (size_t)r * e->inner;
+    float s = e->scale ? e->scale[ch] : 1.0f, b = e->bias ? e->bias[ch] : 0.0f;
+    for (long long i = 0; i < e->inner; i++) e->y[off + i] = e->x[off + i] * s + b;
+  }
+}
+
+static long long row_grain(long long inner) { return inner >= 4 * GRAIN ? 1 : 4 * GRAIN / inner; }
 
 dx_status dx_cpu_channel_affine(dx_backend *be, const float *x, float *y, int outer, int c, long long inner,
                                 const float *scale, const float *bias) {
   (void)be;
   if (outer <= 0 || c <= 0 || inner <= 0) return DX_ERR_INVALID;
-  for (int o = 0; o < outer; o++)
-    for (int ch = 0; ch < c; ch++) {
-      size_t off = ((size_t)o * c + ch) * inner;
-      float s = scale ? scale[ch] : 1.0f, b = bias ? bias[ch] : 0.0f;
-      for (long long i = 0; i < inner; i++) y[off + i] = x[off + i] * s + b;
-    }
+  ch_ctx e = {x, y, c, inner, scale, bias};
+  dx_cpu_parallel((long long)outer * c, row_grain(inner), channel_affine_range, &e);
   return DX_OK;
+}
+
+static void add_scaled_range(void *p, long long r0, long long r1) {
+  const ch_ctx *e = p;
+  for (long long r = r0; r < r1; r++) {
+    int ch = (int)(r % e->c);
+    size_t off = (size_t)r * e->inner;
+    float s = e->scale ? e->scale[ch] : 1.0f;
+    for (long long i = 0; i < e->inner; i++) e->y[off + i] += s * e->x[off + i];
+  }
+}
+
+/* inner 1 ([rows][c] with a per-column scale): rows of c instead */
+static void add_scaled_cols_range(void *p, long long r0, long long r1) {
+  const ch_ctx *e = p;
+  for (long long r = r0; r < r1; r++) {
+    const float *x = e->x + (size_t)r * e->c;
+    float *y = e->y + (size_t)r * e->c;
+    for (int ch = 0; ch < e->c; ch++) y[ch] += (e->scale ? e->scale[ch] : 1.0f) * x[ch];
+  }
 }
 
 dx_status dx_cpu_add_scaled(dx_backend *be, const float *x, float *y, int outer, int c, long long inner,
                             const float *scale) {
   (void)be;
   if (outer <= 0 || c <= 0 || inner <= 0) return DX_ERR_INVALID;
-  for (int o = 0; o < outer; o++)
-    for (int ch = 0; ch < c; ch++) {
-      size_t off = ((size_t)o * c + ch) * inner;
-      float s = scale ? scale[ch] : 1.0f;
-      for (long long i = 0; i < inner; i++) y[off + i] += s * x[off + i];
-    }
+  ch_ctx e = {x, y, c, inner, scale, NULL};
+  if (inner == 1)
+    dx_cpu_parallel(outer, row_grain(c), add_scaled_cols_range, &e);
+  else
+    dx_cpu_parallel((long long)outer * c, row_grain(inner), add_scaled_range, &e);
   return DX_OK;
 }
 

@@ -1,13 +1,16 @@
 /* nn_matmul.c: CPU matrix products, linear layers, softmax and multi-head
  * attention (dx_nn_ops.h), on OpenBLAS SGEMM. Attention runs head by head
  * in blocks of query rows so the score block stays under
- * DX_CPU_SCRATCH_FLOATS.
+ * DX_CPU_SCRATCH_FLOATS; the softmax of a block is split by rows over the
+ * ops' pool, with exp four lanes at a time (nn_vmath.h).
  * Threading: reentrant; scratch is per call. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn_cpu.h"
+#include "nn_vmath.h"
 
 dx_status dx_cpu_gemm(dx_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                       int lda, long long stride_a, const float *b, int ldb, long long stride_b, float beta, float *c,
@@ -21,35 +24,69 @@ dx_status dx_cpu_gemm(dx_backend *be, int trans_a, int trans_b, int m, int n, in
   return DX_OK;
 }
 
+typedef struct {
+  float *y;
+  const float *bias;
+  int out;
+} bias_ctx;
+
+static void bias_rows(void *p, long long r0, long long r1) {
+  const bias_ctx *c = p;
+  for (long long r = r0; r < r1; r++) memcpy(c->y + (size_t)r * c->out, c->bias, (size_t)c->out * sizeof(float));
+}
+
 dx_status dx_cpu_linear(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int rows, int in,
                         int out) {
   (void)be;
   if (rows <= 0 || in <= 0 || out <= 0) return DX_ERR_INVALID;
   if (bias) {
-    for (int r = 0; r < rows; r++)
-      for (int o = 0; o < out; o++) y[(size_t)r * out + o] = bias[o];
+    bias_ctx c = {y, bias, out};
+    dx_cpu_parallel(rows, out >= 65536 ? 1 : 65536 / out, bias_rows, &c);
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, bias ? 1.0f : 0.0f, y, out);
   return DX_OK;
 }
 
-static void softmax_rows(float *x, long long rows, int cols) {
-  for (long long r = 0; r < rows; r++) {
-    float *p = x + r * cols, mx = p[0];
-    for (int j = 1; j < cols; j++) mx = p[j] > mx ? p[j] : mx;
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int j = 0;
-    for (; j < cols; j++) p[j] = expf(p[j] - mx);
-    for (j = 0; j + 4 <= cols; j += 4) {
-      s0 += p[j];
-      s1 += p[j + 1];
-      s2 += p[j + 2];
-      s3 += p[j + 3];
-    }
-    for (; j < cols; j++) s0 += p[j];
-    float inv = 1.0f / ((s0 + s1) + (s2 + s3));
-    for (j = 0; j < cols; j++) p[j] *= inv;
+/* Row by row: max, exp (four lanes, nn_vmath.h; a tail of fewer than four
+ * through a padded vector whose padding is not summed), lane sums combined as
+ * (s0 + s1) + (s2 + s3), scale. */
+static void softmax_row(float *p, int cols) {
+  float mx = p[0];
+  for (int j = 1; j < cols; j++) mx = p[j] > mx ? p[j] : mx;
+  dx_v4 m4 = dx_v4_set(mx), acc = dx_v4_set(0.0f);
+  int j = 0;
+  for (; j + 4 <= cols; j += 4) {
+    dx_v4 e = dx_v4_exp(dx_v4_load(p + j) - m4);
+    acc += e;
+    dx_v4_store(p + j, e);
   }
+  if (j < cols) {
+    float t[4] = {mx, mx, mx, mx};
+    memcpy(t, p + j, (size_t)(cols - j) * sizeof(float));
+    dx_v4 e = dx_v4_exp(dx_v4_load(t) - m4);
+    dx_v4_store(t, e);
+    memcpy(p + j, t, (size_t)(cols - j) * sizeof(float));
+    for (int k = 0; k < cols - j; k++) acc[k] += t[k];
+  }
+  float inv = 1.0f / ((acc[0] + acc[1]) + (acc[2] + acc[3]));
+  dx_v4 i4 = dx_v4_set(inv);
+  for (j = 0; j + 4 <= cols; j += 4) dx_v4_store(p + j, dx_v4_load(p + j) * i4);
+  for (; j < cols; j++) p[j] *= inv;
+}
+
+typedef struct {
+  float *x;
+  int cols;
+} softmax_ctx;
+
+static void softmax_range(void *c, long long r0, long long r1) {
+  const softmax_ctx *e = c;
+  for (long long r = r0; r < r1; r++) softmax_row(e->x + r * e->cols, e->cols);
+}
+
+static void softmax_rows(float *x, long long rows, int cols) {
+  softmax_ctx c = {x, cols};
+  dx_cpu_parallel(rows, cols >= 16384 ? 1 : 16384 / cols, softmax_range, &c);
 }
 
 dx_status dx_cpu_softmax(dx_backend *be, float *x, int rows, int cols) {

@@ -36,7 +36,11 @@ static const char *join_env(const char *env, const char *fallback, const char *r
   return buf;
 }
 
-const char *dx_test_ref_path(const char *rel) { return join_env("DEMIX_REFERENCE", "../shared/reference", rel); }
+/* $DEMIX_REFERENCE when set, else the build's default that ctest passes as $DEMIX_REFERENCE_DEFAULT. */
+const char *dx_test_ref_path(const char *rel) {
+  const char *env = getenv("DEMIX_REFERENCE");
+  return join_env(env && *env ? "DEMIX_REFERENCE" : "DEMIX_REFERENCE_DEFAULT", "../shared/reference", rel);
+}
 const char *dx_test_src_path(const char *rel) { return join_env("DEMIX_SOURCE", ".", rel); }
 
 

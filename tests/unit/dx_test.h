@@ -61,7 +61,7 @@ int dx_test_run(const dx_test_case *cases, size_t n, int argc, char **argv);
     return;                                                                     \
   } while (0)
 
-/* Path of a file in the reference kit: $DEMIX_REFERENCE/<rel>. */
+/* Path of a file in the reference kit: $DEMIX_REFERENCE/<rel> ($DEMIX_REFERENCE_DEFAULT, set by ctest, when unset). */
 const char *dx_test_ref_path(const char *rel);
 /* Path in the source tree: $DEMIX_SOURCE/<rel>. */
 const char *dx_test_src_path(const char *rel);

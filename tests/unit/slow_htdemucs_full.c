@@ -3,9 +3,11 @@
  * torch and the official demucs are present; looked for in
  * $DEMIX_REFERENCE/demucs/, skipped when absent):
  *   - forward/output within 1e-4 relative L2;
- *   - the long-track procedure on a track exactly one segment long (shifts 0)
- *     equals the outer normalisation around one forward call: one chunk, run
- *     at its own length, weights that cancel;
+ *   - the long-track procedure on a track exactly one segment long (shifts 0,
+ *     overlap 0) equals the outer normalisation around one forward call: one
+ *     chunk, run at its own length, weights that cancel (with the default
+ *     overlap 0.25 the official procedure runs a second chunk at offset
+ *     0.75 * segment, as apply.c does, so the two differ);
  *   - a 20 s track (three chunks, one shift, seeded) gives finite stems of the
  *     mix's size, the same bits twice. */
 #include <stdlib.h>
@@ -83,6 +85,7 @@ DX_TEST(one_segment_is_one_forward) {
   for (size_t i = 0; i < S * C * L; i++) b[i] = (float)(b[i] * sd + mean);
   dx_apply_params p = dx_apply_default_params();
   p.shifts = 0;
+  p.overlap = 0.0; /* offsets range(0, L, stride): one chunk only when stride = L */
   CHECK_MSG(dx_apply_run(&m, 1, NULL, mix, L, &p, a, &err) == DX_OK, "%s", err.msg);
   double e = dx_test_rel_l2(a, b, S * C * L);
   CHECK_MSG(e < 1e-5, "rel L2 %.3g", e);
