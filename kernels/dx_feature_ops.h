@@ -167,6 +167,16 @@ struct dx_feature_ops {
    * accumulation) of x[r][col0 .. col0+n_cols), into host arrays. */
   dx_status (*moments)(dx_backend *be, const float *x, int n_rows, int ld, int col0, int n_cols, double *mean_host,
                        double *std_host);
+
+  /* Optional (NULL where a backend lacks it; the pipeline then runs
+   * gemm_nt with the chroma filterbank and with a copy of it whose bins
+   * below key_bin0 are zero): chroma_stft's product and the key's chroma
+   * in one pass over the bins. chroma[t][c] = sum_k chroma_fb[c][k]
+   * power[t][k] over every bin, key[t][c] the same over bins k >= key_bin0
+   * (key may be NULL). Rows of ld_out floats; not normalised. n_chroma at
+   * most 16, else DX_ERR_INVALID. */
+  dx_status (*chroma_power)(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, int key_bin0,
+                            float *chroma, float *key, int ld_out);
 };
 
 #endif

@@ -4,13 +4,13 @@
  *
  * Audio: features are computed on a mono downmix resampled to
  * params.feat.sample_rate (22,050 Hz, as librosa.load does by default:
- * downmix first, then soxr HQ); loudness (libebur128) on the original
- * channels at the original rate.
+ * downmix first, then soxr HQ); loudness (loudness.c, BS.1770-4) on the
+ * original channels at the original rate.
  *
- * A dx_analyzer is one worker's: it owns the backend's feature plan (FFT
- * plans, filterbanks), the backend buffers and host buffers for the
- * downmixed and resampled signal, made once and grown only when a longer
- * track arrives. It is not thread-safe; open one per worker thread with
+ * A dx_analyzer is one worker's: it owns the backend's feature plans (FFT
+ * plans, filterbanks; one per thread on the CPU), the backend buffers and
+ * host buffers for the decoded file, the downmixed and the resampled
+ * signal, made once and grown only when a longer track arrives. It is not thread-safe; open one per worker thread with
  * that worker's backend, or keep it in the backend (dx_analyzer_cached).
  * Results are plain host data. */
 #ifndef DX_ANALYSIS_H
@@ -50,7 +50,9 @@ typedef struct {
   double tempo_max_bpm;     /* 200 */
   double low_hz;            /* 300: top of the low band whose onsets mark the beat */
   double key_min_hz;        /* 180: the key's chroma leaves out the bins below */
-  int threads;              /* 1; >= 2: loudness runs on a helper thread beside the features */
+  int threads;              /* 1; >= 2 (at most 8): threads of one run: loudness on a helper beside the
+                               resampling, and on the CPU backend the per-frame feature work split among
+                               all of them (results do not depend on the count) */
 } dx_analysis_params;
 
 void dx_analysis_default_params(dx_analysis_params *p);

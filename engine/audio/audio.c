@@ -62,40 +62,58 @@ static dx_status check_riff(const unsigned char *head, size_t head_len, uint64_t
   return DX_OK;
 }
 
-/* Decode every frame of an open file to prove it is intact. With keep, the
- * samples are stored planar into out. */
-static dx_status decode_all(SNDFILE *sf, const SF_INFO *si, dx_audio *out, dx_errbuf *err) {
+/* Decode every frame of an open file to prove it is intact. With out, the
+ * samples are stored planar into out->data, reused when *cap (floats)
+ * holds them and grown otherwise; fn (may be NULL) sees every block while
+ * it is still in cache. */
+static dx_status decode_all(SNDFILE *sf, const SF_INFO *si, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
+                            void *ud, dx_errbuf *err) {
   size_t ch = (size_t)si->channels, frames = (size_t)si->frames, got = 0;
   float *block = malloc(DX_AUDIO_BLOCK * ch * sizeof(float));
   if (!block) return DX_ERR_NOMEM;
   float *planar = NULL;
   if (out) {
-    planar = malloc((frames ? frames : 1) * ch * sizeof(float));
-    if (!planar) { free(block); return dx_fail(err, DX_ERR_NOMEM, "no memory for %zu frames", frames); }
+    size_t need = (frames ? frames : 1) * ch;
+    if (!out->data || *cap < need) {
+      free(out->data);
+      out->data = NULL;
+      *cap = 0;
+      if (!(out->data = malloc(need * sizeof(float)))) {
+        free(block);
+        return dx_fail(err, DX_ERR_NOMEM, "no memory for %zu frames", frames);
+      }
+      *cap = need;
+    }
+    planar = out->data;
+    out->channels = si->channels;
+    out->samplerate = si->samplerate;
+    out->frames = frames;
   }
+  dx_status s = DX_OK;
   for (;;) {
     sf_count_t n = sf_readf_float(sf, block, DX_AUDIO_BLOCK);
     if (n <= 0) break;
     size_t take = (size_t)n;
     if (got + take > frames) take = frames - got; /* never past the declared length */
-    if (planar)
-      for (size_t i = 0; i < take; i++)
-        for (size_t c = 0; c < ch; c++) planar[c * frames + got + i] = block[i * ch + c];
+    if (planar) {
+      if (ch == 2) {
+        float *l = planar + got, *r = planar + frames + got;
+        for (size_t i = 0; i < take; i++) l[i] = block[2 * i], r[i] = block[2 * i + 1];
+      } else {
+        for (size_t i = 0; i < take; i++)
+          for (size_t c = 0; c < ch; c++) planar[c * frames + got + i] = block[i * ch + c];
+      }
+    }
+    if (fn && (s = fn(ud, out, block, got, take)) != DX_OK) break;
     got += take;
     if (got >= frames) break;
   }
   free(block);
+  if (s != DX_OK) return s; /* fn's own status and message */
   int e = sf_error(sf);
   if (e != SF_ERR_NO_ERROR || got < frames) {
-    free(planar);
     if (e != SF_ERR_NO_ERROR) return dx_fail(err, DX_ERR_CORRUPT, "decoding failed: %s", sf_error_number(e));
     return dx_fail(err, DX_ERR_CORRUPT, "damaged audio: %zu of %zu frames decodable", got, frames);
-  }
-  if (out) {
-    out->data = planar;
-    out->channels = si->channels;
-    out->samplerate = si->samplerate;
-    out->frames = frames;
   }
   return DX_OK;
 }
@@ -150,23 +168,33 @@ dx_status dx_audio_probe(const char *path, dx_audio_info *info, dx_errbuf *err) 
   dx_status s = open_path(path, &sf, &si, err);
   if (s != DX_OK) return s;
   s = check_info(&si, info, err);
-  if (s == DX_OK) s = decode_all(sf, &si, NULL, err);
+  if (s == DX_OK) s = decode_all(sf, &si, NULL, NULL, NULL, NULL, err);
   sf_close(sf);
   return s;
 }
 
-dx_status dx_audio_load(const char *path, double max_seconds, dx_audio *out, dx_errbuf *err) {
-  memset(out, 0, sizeof *out);
+dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
+                          void *ud, dx_errbuf *err) {
   SNDFILE *sf;
   SF_INFO si;
+  out->frames = 0;
   dx_status s = open_path(path, &sf, &si, err);
   if (s != DX_OK) return s;
   s = check_info(&si, NULL, err);
   if (s == DX_OK && max_seconds > 0 && (double)si.frames / si.samplerate > max_seconds)
     s = dx_fail(err, DX_ERR_TOO_LONG, "audio is %.0f s long, the limit is %.0f s", (double)si.frames / si.samplerate,
                 max_seconds);
-  if (s == DX_OK) s = decode_all(sf, &si, out, err);
+  if (s == DX_OK) s = decode_all(sf, &si, out, cap, fn, ud, err);
   sf_close(sf);
+  if (s != DX_OK) out->frames = 0;
+  return s;
+}
+
+dx_status dx_audio_load(const char *path, double max_seconds, dx_audio *out, dx_errbuf *err) {
+  size_t cap = 0;
+  memset(out, 0, sizeof *out);
+  dx_status s = dx_audio_decode(path, max_seconds, out, &cap, NULL, NULL, err);
+  if (s != DX_OK) dx_audio_free(out);
   return s;
 }
 
@@ -206,7 +234,7 @@ dx_status dx_audio_probe_mem(const void *buf, size_t len, dx_audio_info *info, d
   SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &si, &m);
   if (!sf) return open_error(NULL, err);
   s = check_info(&si, info, err);
-  if (s == DX_OK) s = decode_all(sf, &si, NULL, err);
+  if (s == DX_OK) s = decode_all(sf, &si, NULL, NULL, NULL, NULL, err);
   sf_close(sf);
   return s;
 }

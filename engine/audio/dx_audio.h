@@ -40,6 +40,21 @@ dx_status dx_audio_probe_mem(const void *buf, size_t len, dx_audio_info *info, d
 dx_status dx_audio_load(const char *path, double max_seconds, dx_audio *out, dx_errbuf *err);
 void dx_audio_free(dx_audio *a); /* NULL and zeroed structs are fine */
 
+/* Called by dx_audio_decode for each decoded block while it is still in
+ * cache: n frames starting at frame0, interleaved (block[i * channels + c]);
+ * a (channels, samplerate, frames set before the first call) is the audio
+ * being filled. A non-OK return stops decoding with that status. */
+typedef dx_status (*dx_audio_block_fn)(void *ud, const dx_audio *a, const float *block, size_t frame0, size_t n);
+
+/* dx_audio_load into a buffer kept between calls: out->data is reused when
+ * *cap (floats, 0 with out->data NULL at first) holds the new file, else
+ * freed and a larger one allocated (*cap updated). fn (may be NULL) sees
+ * every block as it is decoded. The caller owns out->data throughout
+ * (dx_audio_free); on failure out->frames is 0 and the buffer stays.
+ * Statuses as dx_audio_load, or fn's (fn writes its own details). */
+dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
+                          void *ud, dx_errbuf *err);
+
 /* Resample every channel to rate with soxr's high quality recipe; a copy
  * when the rate is already right. out is a new dx_audio. */
 dx_status dx_audio_resample(const dx_audio *in, int rate, dx_audio *out, dx_errbuf *err);

@@ -7,6 +7,14 @@
 
 #include "dx_feature_ops.h"
 
+/* Hot loops are compiled twice, for AVX2 + FMA (x86-64-v3) and the
+ * baseline, and the CPU picks at load time (GCC function multiversioning). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define DX_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DX_HOT
+#endif
+
 typedef struct {
   fftwf_plan fft;       /* r2c of n_fft, executed with the new-array interface */
   float *frame;         /* n_fft, fftwf_malloc'd (aligned like at planning) */
@@ -16,6 +24,7 @@ typedef struct {
   float *freqf;         /* the same in float */
   float *scratch;       /* 3 * n_bins: contrast extremes, then the frame's magnitudes */
   int *mel_lo, *mel_hi; /* nonzero bin range [lo, hi) of each mel triangle */
+  float *chroma_t;      /* chroma filterbank transposed: [n_bins][16], rows past n_chroma zero */
   int n_contrast;       /* contrast_bands + 1 */
   int band_lo[DX_FEAT_MAX_BANDS + 1], band_cnt[DX_FEAT_MAX_BANDS + 1], band_q[DX_FEAT_MAX_BANDS + 1];
 } dx_cpu_feat_priv;

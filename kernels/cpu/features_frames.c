@@ -33,34 +33,73 @@ static inline void insert_hi(float v, float *a, int *n, int q) {
   a[i] = v;
 }
 
-/* The q smallest values of x[0..n) into lo (ascending) and the q largest
- * into hi (descending), q <= n. After the first q values, a value changes
- * a list only when it is below the largest kept small one (tl) or above
- * the smallest kept large one (th); runs of four values inside (tl, th)
- * are skipped with one vector compare. */
+/* The q largest values of x[0..n) into hi (descending) and the q smallest
+ * into lo (ascending), 1 <= q <= n, by insertion into a short sorted list.
+ * A value changes a list only when it beats the list's last entry. The
+ * largest are looked for from the start and the smallest from the end:
+ * magnitude spectra mostly fall with frequency, so either list then fills
+ * with its final values early and later values pass it by. */
+static void select_hi(const float *x, int n, int q, float *hi) {
+  int nh = 0, k = 0;
+  for (; k < q; k++) insert_hi(x[k], hi, &nh, q);
+  for (float th = hi[q - 1]; k < n; k++)
+    if (x[k] > th) insert_hi(x[k], hi, &nh, q), th = hi[q - 1];
+}
+static void select_lo(const float *x, int n, int q, float *lo) {
+  int nl = 0, k = n - 1;
+  for (; k >= n - q; k--) insert_lo(x[k], lo, &nl, q);
+  for (float tl = lo[q - 1]; k >= 0; k--)
+    if (x[k] < tl) insert_lo(x[k], lo, &nl, q), tl = lo[q - 1];
+}
+
+#define EXT_BLK 8
+#define EXT_MAX_BLOCKS 1024
+
+/* Both lists for a contrast band. For long bands the maxima of blocks of
+ * EXT_BLK values come first (vector code): the q-th largest block maximum
+ * m is at most the q-th largest value (q blocks hold a value >= m), so
+ * only values >= m can be among the q largest, and they lie in blocks
+ * whose maximum is >= m: only those blocks are walked. Minima likewise.
+ * The lists come out as the exact q smallest / largest values. */
 static void band_extremes(const float *x, int n, int q, float *lo, float *hi) {
-  int nlo = 0, nhi = 0, k = 0;
   if (q < 1 || q > n) return;
-  for (; k < q; k++) {
-    insert_lo(x[k], lo, &nlo, q);
-    insert_hi(x[k], hi, &nhi, q);
+  int nblk = n / EXT_BLK;
+  if (q > 64 || nblk < 4 * q || nblk > EXT_MAX_BLOCKS) {
+    select_lo(x, n, q, lo);
+    select_hi(x, n, q, hi);
+    return;
   }
-  float tl = lo[q - 1], th = hi[q - 1];
-#if defined(__SSE2__)
-  for (; k + 4 <= n; k += 4) {
-    __m128 v = _mm_loadu_ps(x + k);
-    if (!_mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(v, _mm_set1_ps(tl)), _mm_cmpgt_ps(v, _mm_set1_ps(th))))) continue;
-    for (int j = 0; j < 4; j++) {
-      float e = x[k + j];
-      if (e < tl) insert_lo(e, lo, &nlo, q), tl = lo[q - 1];
-      if (e > th) insert_hi(e, hi, &nhi, q), th = hi[q - 1];
+  float bmax[EXT_MAX_BLOCKS], bmin[EXT_MAX_BLOCKS], t[64];
+  for (int b = 0; b < nblk; b++) {
+    const float *v = x + b * EXT_BLK;
+    float mx = v[0], mn = v[0];
+    for (int j = 1; j < EXT_BLK; j++) {
+      mx = v[j] > mx ? v[j] : mx;
+      mn = v[j] < mn ? v[j] : mn;
     }
+    bmax[b] = mx;
+    bmin[b] = mn;
   }
-#endif
-  for (; k < n; k++) {
-    float e = x[k];
-    if (e < tl) insert_lo(e, lo, &nlo, q), tl = lo[q - 1];
-    if (e > th) insert_hi(e, hi, &nhi, q), th = hi[q - 1];
+  select_lo(bmin, nblk, q, t);
+  float lo_bound = t[q - 1];
+  select_hi(bmax, nblk, q, t);
+  float hi_bound = t[q - 1];
+  int nh = 0, nl = 0;
+  for (int b = 0; b < nblk; b++) {
+    if (bmax[b] < hi_bound) continue;
+    const float *v = x + b * EXT_BLK;
+    for (int j = 0; j < EXT_BLK; j++)
+      if (v[j] >= hi_bound && (nh < q || v[j] > hi[q - 1])) insert_hi(v[j], hi, &nh, q);
+  }
+  for (int k = nblk * EXT_BLK; k < n; k++)
+    if (nh < q || x[k] > hi[q - 1]) insert_hi(x[k], hi, &nh, q);
+  for (int k = n - 1; k >= nblk * EXT_BLK; k--)
+    if (nl < q || x[k] < lo[q - 1]) insert_lo(x[k], lo, &nl, q);
+  for (int b = nblk - 1; b >= 0; b--) {
+    if (bmin[b] > lo_bound) continue;
+    const float *v = x + b * EXT_BLK;
+    for (int j = EXT_BLK - 1; j >= 0; j--)
+      if (v[j] <= lo_bound && (nl < q || v[j] < lo[q - 1])) insert_lo(v[j], lo, &nl, q);
   }
 }
 
@@ -85,7 +124,7 @@ static inline void magnitudes(const float *P, float *S, int nb) {
   for (; k < nb; k++) S[k] = sqrtf(P[k]);
 }
 
-dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *feat,
+DX_HOT dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *feat,
                                  int ld_feat) {
   dx_cpu_feat_priv *pv = plan->priv;
   int nb = plan->n_bins, nb8 = nb & ~(LANES - 1);
@@ -205,7 +244,7 @@ dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_
  * with |x| <= 1e-10 count as 0; a crossing at i (1 <= i < n_fft) is a change
  * of sign bit between x[i-1] and x[i] (0 counts as positive); the rate is
  * crossings / n_fft. */
-dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
+DX_HOT dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
                                float *feat, int ld_feat) {
   int nf = plan->p.n_fft, hop = plan->p.hop;
   if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0) return DX_ERR_INVALID;

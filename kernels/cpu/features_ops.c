@@ -32,6 +32,7 @@ static void cpu_plan_destroy(dx_feat_plan *plan) {
     free(pv->scratch);
     free(pv->mel_lo);
     free(pv->mel_hi);
+    free(pv->chroma_t);
     free(pv);
   }
   free((void *)plan->mel_fb);
@@ -103,13 +104,14 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
   pv->scratch = malloc((size_t)nb * 3 * sizeof *pv->scratch);
   pv->mel_lo = calloc((size_t)p->n_mels, sizeof *pv->mel_lo);
   pv->mel_hi = calloc((size_t)p->n_mels, sizeof *pv->mel_hi);
+  pv->chroma_t = calloc((size_t)nb * 16, sizeof *pv->chroma_t);
   dx_fftw_planner_lock();
   pv->frame = fftwf_malloc((size_t)p->n_fft * sizeof(float));
   pv->spec = fftwf_malloc((size_t)nb * sizeof(fftwf_complex));
   if (pv->frame && pv->spec)
     pv->fft = fftwf_plan_dft_r2c_1d(p->n_fft, pv->frame, pv->spec, FFTW_ESTIMATE | FFTW_DESTROY_INPUT);
   dx_fftw_planner_unlock();
-  if (!pv->window || !pv->freq || !pv->freqf || !pv->scratch || !pv->mel_lo || !pv->mel_hi || !pv->frame || !pv->spec || !pv->fft ||
+  if (!pv->window || !pv->freq || !pv->freqf || !pv->scratch || !pv->mel_lo || !pv->mel_hi || !pv->chroma_t || !pv->frame || !pv->spec || !pv->fft ||
       dx_feat_plan_alloc_host_tables(plan) != DX_OK) {
     cpu_plan_destroy(plan);
     return dx_fail(err, DX_ERR_NOMEM, "cannot make the CPU feature plan");
@@ -126,6 +128,8 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
     pv->mel_lo[m] = lo;
     pv->mel_hi[m] = hi;
   }
+  for (int c = 0; c < p->n_chroma && c < 16; c++)
+    for (int k = 0; k < nb; k++) pv->chroma_t[(size_t)k * 16 + c] = plan->chroma_fb[(size_t)c * nb + k];
   *out = plan;
   return DX_OK;
 }
@@ -134,7 +138,7 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
  * zeros on both sides (pad_mode='constant'), frame t starts at t*hop in the
  * padded signal, is multiplied by the periodic Hann window and transformed
  * with a real FFT; the output is |X|^2 per bin. */
-static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
+DX_HOT static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
                                 float *out, int ld) {
   dx_cpu_feat_priv *pv = plan->priv;
   int nf = plan->p.n_fft, nb = plan->n_bins, hop = plan->p.hop;
@@ -158,7 +162,7 @@ static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t n, si
   return DX_OK;
 }
 
-static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+DX_HOT static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                              float *C, int ldc) {
   (void)be;
   if (M < 0 || N < 0 || K < 0) return DX_ERR_INVALID;
@@ -191,7 +195,7 @@ static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const float *A
 
 /* Each mel triangle touches a few bins only: sum those (in float, as a
  * BLAS product would) instead of the dense n_mels x n_bins product. */
-static dx_status cpu_mel_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *out,
+DX_HOT static dx_status cpu_mel_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *out,
                                int ld_out) {
   dx_cpu_feat_priv *pv = plan->priv;
   int nb = plan->n_bins, nm = plan->p.n_mels;
@@ -204,6 +208,63 @@ static dx_status cpu_mel_power(dx_feat_plan *plan, const float *power, int ld_po
       float s = 0;
       for (int k = pv->mel_lo[m]; k < pv->mel_hi[m]; k++) s += w[k] * P[k];
       o[m] = s;
+    }
+  }
+  return DX_OK;
+}
+
+/* Eight lanes of floats: one AVX register, two SSE ones. */
+typedef float v8f __attribute__((vector_size(32)));
+
+/* Chroma and key chroma of each frame with the transposed filterbank
+ * (16 values per bin, 12 used): four frames at a time, each frame's 16
+ * sums in two 8-lane vectors, so every bin's filter values are loaded once
+ * for four frames. Bins below key_bin0 are summed first into `low`; the
+ * chroma is low + key. */
+DX_HOT static dx_status cpu_chroma_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames,
+                                         int key_bin0, float *chroma, float *key, int ld_out) {
+  dx_cpu_feat_priv *pv = plan->priv;
+  int nb = plan->n_bins, nc = plan->p.n_chroma;
+  if (nc > 16 || ld_pow < nb || ld_out < nc || n_frames < 0 || key_bin0 < 0) return DX_ERR_INVALID;
+  if (key_bin0 > nb) key_bin0 = nb;
+  const float *ft = pv->chroma_t;
+  for (int f0 = 0; f0 < n_frames; f0 += 4) {
+    int nr = n_frames - f0 < 4 ? n_frames - f0 : 4;
+    const float *P[4];
+    for (int r = 0; r < 4; r++) P[r] = power + (size_t)(f0 + (r < nr ? r : 0)) * ld_pow;
+    v8f lo[4][2], acc[4][2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = (v8f){0};
+    for (int pass = 0; pass < 2; pass++) {
+      int k0 = pass ? key_bin0 : 0, k1 = pass ? nb : key_bin0;
+      for (int k = k0; k < k1; k++) {
+        v8f w0, w1;
+        memcpy(&w0, ft + (size_t)k * 16, sizeof w0);
+        memcpy(&w1, ft + (size_t)k * 16 + 8, sizeof w1);
+        for (int r = 0; r < 4; r++) {
+          float pk = P[r][k];
+          acc[r][0] += pk * w0;
+          acc[r][1] += pk * w1;
+        }
+      }
+      if (!pass)
+        for (int r = 0; r < 4; r++) {
+          lo[r][0] = acc[r][0], lo[r][1] = acc[r][1];
+          acc[r][0] = acc[r][1] = (v8f){0};
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+      float kv[16], cv[16];
+      v8f c0 = lo[r][0] + acc[r][0], c1 = lo[r][1] + acc[r][1];
+      memcpy(kv, &acc[r][0], sizeof acc[r][0]);
+      memcpy(kv + 8, &acc[r][1], sizeof acc[r][1]);
+      memcpy(cv, &c0, sizeof c0);
+      memcpy(cv + 8, &c1, sizeof c1);
+      float *co = chroma + (size_t)(f0 + r) * ld_out;
+      for (int c = 0; c < nc; c++) co[c] = cv[c];
+      if (key) {
+        float *ko = key + (size_t)(f0 + r) * ld_out;
+        for (int c = 0; c < nc; c++) ko[c] = kv[c];
+      }
     }
   }
   return DX_OK;
@@ -236,7 +297,7 @@ static dx_status cpu_col_max(dx_backend *be, const float *x, int n_rows, int ld,
 
 /* librosa.power_to_db(S, ref=1.0, amin, top_db): 10 log10(max(amin, S)) -
  * 10 log10(max(amin, ref)), then clipped below at (max dB) - top_db. */
-static dx_status cpu_power_to_db(dx_backend *be, float *x, int n_rows, int ld, int col0, int n_cols, float amin,
+DX_HOT static dx_status cpu_power_to_db(dx_backend *be, float *x, int n_rows, int ld, int col0, int n_cols, float amin,
                                  float top_db, float max_value) {
   (void)be;
   float floor_db = top_db > 0 ? 10.0f * log10f(fmaxf(amin, max_value)) - top_db : -INFINITY;
@@ -308,4 +369,5 @@ const dx_feature_ops dx_cpu_feature_ops = {
     .cols_sub = cpu_cols_sub,
     .onset_flux = cpu_onset_flux,
     .moments = cpu_moments,
+    .chroma_power = cpu_chroma_power,
 };

@@ -3,7 +3,8 @@
  * a sine is amplitude / sqrt(2), the zero-crossing rate of a square wave is
  * 2 f / sr, the chroma of a C major triad peaks on C, E and G, the mel
  * filterbank's triangles have Slaney's equal area, the DCT is orthonormal,
- * power_to_db clips at top_db, onset flux shifts by 3 frames, moments give
+ * chroma_power equals the two filterbank products it replaces, contrast's
+ * band extremes equal sorting, power_to_db clips at top_db, onset flux shifts by 3 frames, moments give
  * mean and population deviation. */
 #include <math.h>
 #include <stdint.h>
@@ -143,6 +144,88 @@ DX_TEST(chroma_of_c_major_triad) {
   free(y);
 }
 
+/* chroma_power (one pass: chroma and the key's chroma without the low
+ * bins) equals the two gemm_nt products it replaces, on frames of noise
+ * plus a chord, for every frame count mod 4. */
+DX_TEST(chroma_power_equals_two_products) {
+  setup();
+  if (!plan) return;
+  if (!be->feat->chroma_power) SKIP("backend has no chroma_power");
+  size_t n = SR;
+  float *y = malloc(n * sizeof *y);
+  uint32_t s = 7;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    y[i] = (float)(0.3 * sin(2 * M_PI * 220.0 * i / SR) + 0.05 * ((s >> 8) / 16777216.0 - 0.5));
+  }
+  int T = 43, nb = plan->n_bins, kb = 17;
+  float *power = malloc((size_t)T * nb * sizeof(float)), *kfb = malloc((size_t)12 * nb * sizeof(float));
+  float *c1 = malloc((size_t)T * 12 * sizeof(float)), *k1 = malloc((size_t)T * 12 * sizeof(float));
+  float *c2 = malloc((size_t)T * 12 * sizeof(float)), *k2 = malloc((size_t)T * 12 * sizeof(float));
+  CHECK(be->feat->stft_power(plan, y, n, 0, T, power, nb) == DX_OK);
+  memcpy(kfb, plan->chroma_fb, (size_t)12 * nb * sizeof(float));
+  for (int c = 0; c < 12; c++)
+    for (int k = 0; k < kb; k++) kfb[(size_t)c * nb + k] = 0;
+  CHECK(be->feat->gemm_nt(be, T, 12, nb, power, nb, plan->chroma_fb, nb, c1, 12) == DX_OK);
+  CHECK(be->feat->gemm_nt(be, T, 12, nb, power, nb, kfb, nb, k1, 12) == DX_OK);
+  for (int t0 = 0; t0 < 4; t0++) {
+    CHECK(be->feat->chroma_power(plan, power + (size_t)t0 * nb, nb, T - t0, kb, c2, k2, 12) == DX_OK);
+    double e = 0;
+    for (int i = 0; i < (T - t0) * 12; i++) {
+      e = fmax(e, fabs(c2[i] - c1[t0 * 12 + i]) / fmax(fabs(c1[t0 * 12 + i]), 1e-6));
+      e = fmax(e, fabs(k2[i] - k1[t0 * 12 + i]) / fmax(fabs(k1[t0 * 12 + i]), 1e-6));
+    }
+    CHECK_MSG(e < 1e-5, "frames from %d: largest relative difference %.2e", t0, e);
+  }
+  CHECK(be->feat->chroma_power(plan, power, nb, T, kb, c2, NULL, 12) == DX_OK);
+  free(power);
+  free(kfb);
+  free(c1);
+  free(k1);
+  free(c2);
+  free(k2);
+  free(y);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Contrast peaks and valleys are the means of the q largest and q smallest
+ * magnitudes of each band: compare with sorting, on spectra that fall,
+ * rise, repeat values and are noise. */
+DX_TEST(contrast_extremes_match_sorting) {
+  setup();
+  if (!plan) return;
+  int nb = plan->n_bins, lo[8], cnt[8], q[8];
+  int nbands = dx_feat_contrast_bands(&prm, lo, cnt, q);
+  float *P = malloc((size_t)4 * nb * sizeof(float)), *feat = calloc((size_t)4 * DX_FCOL_COUNT, sizeof(float));
+  float *S = malloc((size_t)nb * sizeof(float));
+  uint32_t s = 11;
+  for (int k = 0; k < nb; k++) {
+    s = s * 1664525u + 1013904223u;
+    double u = (s >> 8) / 16777216.0;
+    P[k] = (float)(1.0 / (1 + k));                 /* falling */
+    P[nb + k] = (float)(1e-6 * (1 + k));           /* rising */
+    P[2 * nb + k] = (float)((k / 5) % 3 + 1);      /* repeated values */
+    P[3 * nb + k] = (float)(u * u * 10);           /* noise */
+  }
+  CHECK(be->feat->spectral_frames(plan, P, nb, 4, feat, DX_FCOL_COUNT) == DX_OK);
+  for (int f = 0; f < 4; f++)
+    for (int b = 0; b < nbands; b++) {
+      for (int k = 0; k < cnt[b]; k++) S[k] = sqrtf(P[(size_t)f * nb + lo[b] + k]);
+      qsort(S, (size_t)cnt[b], sizeof *S, cmp_float);
+      double vs = 0, ps = 0;
+      for (int i = 0; i < q[b]; i++) vs += S[i], ps += S[cnt[b] - 1 - i];
+      CHECK_MSG((float)(vs / q[b]) == feat[f * DX_FCOL_COUNT + DX_FCOL_VALLEY0 + b], "frame %d band %d valley", f, b);
+      CHECK_MSG((float)(ps / q[b]) == feat[f * DX_FCOL_COUNT + DX_FCOL_PEAK0 + b], "frame %d band %d peak", f, b);
+    }
+  free(P);
+  free(feat);
+  free(S);
+}
+
 DX_TEST(mel_filterbank_slaney_area_and_dct_orthonormal) {
   setup();
   if (!plan) return;
@@ -230,6 +313,7 @@ static void teardown(void) {
 DX_TEST(cleanup) { teardown(); }
 
 DX_TEST_MAIN(DX_T(sine_centroid_rolloff_rms), DX_T(white_noise_is_flat_and_centred), DX_T(square_wave_zero_crossings),
-             DX_T(chroma_of_c_major_triad), DX_T(mel_filterbank_slaney_area_and_dct_orthonormal),
+             DX_T(chroma_of_c_major_triad), DX_T(chroma_power_equals_two_products),
+             DX_T(contrast_extremes_match_sorting), DX_T(mel_filterbank_slaney_area_and_dct_orthonormal),
              DX_T(power_to_db_col_max_cols_sub_moments), DX_T(onset_flux_shift_and_mean), DX_T(bad_parameters_refused),
              DX_T(cleanup))
