@@ -150,26 +150,31 @@ dx_status dx_db_exec(dx_db *db, uint64_t *affected, dx_errbuf *err, const char *
   return DX_OK;
 }
 
-dx_status dx_db_query(dx_db *db, MYSQL_RES **res, dx_errbuf *err, const char *fmt, ...) {
+/* run, then the whole result set into *res (NULL on failure). */
+static dx_status query(dx_db *db, MYSQL_RES **res, dx_errbuf *err, const char *fmt, va_list ap) {
   *res = NULL;
-  va_list ap;
-  va_start(ap, fmt);
   dx_status st = run(db, err, fmt, ap);
-  va_end(ap);
   if (st != DX_OK) return st;
   *res = mysql_store_result(db->my);
   if (!*res) return dx_fail(err, DX_ERR_DB, "query returned no result set: %s", mysql_error(db->my));
   return DX_OK;
 }
 
-dx_status dx_db_query_ll(dx_db *db, long long *out, dx_errbuf *err, const char *fmt, ...) {
+dx_status dx_db_query(dx_db *db, MYSQL_RES **res, dx_errbuf *err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  dx_status st = run(db, err, fmt, ap);
+  dx_status st = query(db, res, err, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+dx_status dx_db_query_ll(dx_db *db, long long *out, dx_errbuf *err, const char *fmt, ...) {
+  MYSQL_RES *r;
+  va_list ap;
+  va_start(ap, fmt);
+  dx_status st = query(db, &r, err, fmt, ap);
   va_end(ap);
   if (st != DX_OK) return st;
-  MYSQL_RES *r = mysql_store_result(db->my);
-  if (!r) return dx_fail(err, DX_ERR_DB, "query returned no result set: %s", mysql_error(db->my));
   MYSQL_ROW row = mysql_fetch_row(r);
   st = DX_ERR_NOT_FOUND;
   if (row && row[0]) {

@@ -84,6 +84,19 @@ void dx_job_ctx_clear(dx_job_ctx *ctx);
 /* The result set by the handler (borrowed; NULL when none). */
 json_object *dx_job_ctx_result(const dx_job_ctx *ctx);
 
+/* ---- the track of a job (track_file.c) ---- */
+
+#define DX_JOB_REL_MAX 1100                   /* tracks.file_path, relative to storage_dir */
+#define DX_JOB_PATH_MAX (DX_CONFIG_STR + 1200) /* storage_dir/file_path */
+
+/* The file of the job's track (ctx->job->track_id, not empty): rel gets
+ * tracks.file_path, path storage_dir/rel (both written by the call). A
+ * database failure returns its status, left retryable; past the lookup the
+ * job is set not retryable (dx_job_set_retryable(ctx, 0)): an unknown track
+ * is DX_ERR_NOT_FOUND, a file_path that is empty, absolute or has a ".."
+ * component DX_ERR_INVALID. The file itself is not looked at. */
+dx_status dx_job_track_path(dx_job_ctx *ctx, char rel[DX_JOB_REL_MAX], char path[DX_JOB_PATH_MAX], dx_errbuf *err);
+
 /* ---- registry (registry.c) ---- */
 
 /* Built-in handlers. */

@@ -23,18 +23,6 @@
 #include "dx_analysis.h"
 #include "dx_job_runner.h"
 
-static int path_ok(const char *p) {
-  if (!p || !*p || p[0] == '/') return 0;
-  for (const char *s = p; *s;) {
-    const char *e = strchr(s, '/');
-    size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (n == 2 && s[0] == '.' && s[1] == '.') return 0;
-    if (!e) break;
-    s = e + 1;
-  }
-  return 1;
-}
-
 /* The requested groups from params.features (array of names or a string). */
 static dx_status parse_features(json_object *params, unsigned *mask, dx_errbuf *err) {
   json_object *v = NULL;
@@ -106,19 +94,9 @@ dx_status dx_job_analyze(dx_job_ctx *ctx, dx_errbuf *err) {
     dx_job_set_retryable(ctx, 0);
     return st;
   }
-  MYSQL_RES *res = NULL;
-  if ((st = dx_db_query(ctx->db, &res, err, "SELECT file_path FROM tracks WHERE id = %s", job->track_id)) != DX_OK)
-    return st;
-  MYSQL_ROW row = mysql_fetch_row(res);
-  char rel[1100] = "";
-  int found = row && row[0];
-  if (found) snprintf(rel, sizeof rel, "%s", row[0]);
-  mysql_free_result(res);
-  dx_job_set_retryable(ctx, 0); /* from here until the database work: the track's own problems */
-  if (!found) return dx_fail(err, DX_ERR_NOT_FOUND, "track %s does not exist", job->track_id);
-  if (!path_ok(rel)) return dx_fail(err, DX_ERR_INVALID, "track %s has a bad file path", job->track_id);
-  char path[DX_CONFIG_STR + 1200];
-  snprintf(path, sizeof path, "%s/%s", ctx->cfg->storage_dir, rel);
+  /* not retryable from the lookup until the database work: the track's own problems */
+  char rel[DX_JOB_REL_MAX], path[DX_JOB_PATH_MAX];
+  if ((st = dx_job_track_path(ctx, rel, path, err)) != DX_OK) return st;
   struct stat sb;
   if (stat(path, &sb) != 0) {
     if (errno == ENOENT) return dx_fail(err, DX_ERR_NOT_FOUND, "audio file %s is missing", rel);

@@ -16,39 +16,17 @@
 #include "dx_audio.h"
 #include "dx_job_runner.h"
 
-/* Relative, no "..", no empty path: file_path always lives under storage_dir. */
-static int rel_path_ok(const char *p) {
-  if (!p || !*p || p[0] == '/') return 0;
-  for (const char *s = p; *s;) {
-    const char *e = strchr(s, '/');
-    size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (n == 2 && s[0] == '.' && s[1] == '.') return 0;
-    if (!e) break;
-    s = e + 1;
-  }
-  return 1;
-}
-
 dx_status dx_job_probe(dx_job_ctx *ctx, dx_errbuf *err) {
   const dx_job *job = ctx->job;
   if (!job->track_id[0]) {
     dx_job_set_retryable(ctx, 0);
     return dx_fail(err, DX_ERR_INVALID, "probe job has no track");
   }
-  MYSQL_RES *res = NULL;
-  dx_status st = dx_db_query(ctx->db, &res, err, "SELECT file_path FROM tracks WHERE id = %s", job->track_id);
-  if (st != DX_OK) return st; /* database trouble: retried */
-  MYSQL_ROW row = mysql_fetch_row(res);
-  char rel[1100] = "";
-  int found = row && row[0];
-  if (found) snprintf(rel, sizeof rel, "%s", row[0]);
-  mysql_free_result(res);
-  dx_job_set_retryable(ctx, 0); /* from here on, every failure is about the track or its file */
-  if (!found) return dx_fail(err, DX_ERR_NOT_FOUND, "track %s does not exist", job->track_id);
-  if (!rel_path_ok(rel)) return dx_fail(err, DX_ERR_INVALID, "track %s has a bad file path", job->track_id);
+  /* database trouble is retried; from then on, every failure is about the track or its file */
+  char rel[DX_JOB_REL_MAX], path[DX_JOB_PATH_MAX];
+  dx_status st = dx_job_track_path(ctx, rel, path, err);
+  if (st != DX_OK) return st;
 
-  char path[DX_CONFIG_STR + 1200];
-  snprintf(path, sizeof path, "%s/%s", ctx->cfg->storage_dir, rel);
   struct stat sb;
   if (stat(path, &sb) != 0) {
     if (errno == ENOENT) return dx_fail(err, DX_ERR_NOT_FOUND, "audio file %s is missing", rel);

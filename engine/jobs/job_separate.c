@@ -43,10 +43,6 @@ static int on_progress(void *user, size_t done, size_t total) {
   return 0;
 }
 
-static int rel_path_ok(const char *p) {
-  return p && *p && p[0] != '/' && strstr(p, "..") == NULL;
-}
-
 static const char *param_str(json_object *o, const char *key, const char *def) {
   json_object *v;
   return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string) ? json_object_get_string(v)
@@ -125,17 +121,12 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
     dx_job_set_retryable(ctx, 0);
     return dx_fail(err, DX_ERR_INVALID, "separate job has no track");
   }
-  MYSQL_RES *res = NULL;
-  dx_status st = dx_db_query(ctx->db, &res, err, "SELECT file_path FROM tracks WHERE id = %s", job->track_id);
+  /* past the lookup, track, file and model problems do not get better by retrying */
+  char rel[DX_JOB_REL_MAX], path[DX_JOB_PATH_MAX];
+  dx_status st = dx_job_track_path(ctx, rel, path, err);
   if (st != DX_OK) return st;
-  MYSQL_ROW row = mysql_fetch_row(res);
-  char rel[1100] = "";
-  int found = row && row[0];
-  if (found) snprintf(rel, sizeof rel, "%s", row[0]);
-  mysql_free_result(res);
-  dx_job_set_retryable(ctx, 0); /* track, file and model problems do not get better by retrying */
-  if (!found) return dx_fail(err, DX_ERR_NOT_FOUND, "track %s does not exist", job->track_id);
-  if (!rel_path_ok(rel)) return dx_fail(err, DX_ERR_INVALID, "track %s has a bad file path", job->track_id);
+  /* stricter than the lookup: no ".." anywhere in the name */
+  if (strstr(rel, "..")) return dx_fail(err, DX_ERR_INVALID, "track %s has a bad file path", job->track_id);
 
   dx_separator *sep = NULL;
   if ((st = dx_separator_acquire(ctx->cfg->model_dir, model, &sep, err)) != DX_OK) return st;
@@ -144,8 +135,6 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
     return st;
   }
 
-  char path[DX_CONFIG_STR + 1200];
-  snprintf(path, sizeof path, "%s/%s", ctx->cfg->storage_dir, rel);
   dx_audio a = {0};
   st = dx_audio_load(path, ctx->cfg->max_track_seconds, &a, err);
   if (st == DX_OK) st = dx_separator_convert(sep, &a, err);

@@ -39,20 +39,21 @@ int v3_has(const v3_builder *b, const char *fmt, ...) {
   return dx_checkpoint_find(b->ck, name) != NULL;
 }
 
-v3_wb v3_take_wb(v3_builder *b, const char *prefix, int ndim, const int64_t *wshape) {
+/* <prefix>.weight of wshape and <prefix>.bias of wshape[bias_dim] entries. */
+static v3_wb take_wb_dim(v3_builder *b, const char *prefix, int ndim, const int64_t *wshape, int bias_dim) {
   v3_wb o;
   o.w = v3_take(b, ndim, wshape, "%s.weight", prefix);
-  const int64_t bshape[1] = {wshape ? wshape[0] : -1};
+  const int64_t bshape[1] = {wshape ? wshape[bias_dim] : -1};
   o.b = v3_take(b, 1, bshape, "%s.bias", prefix);
   return o;
 }
 
+v3_wb v3_take_wb(v3_builder *b, const char *prefix, int ndim, const int64_t *wshape) {
+  return take_wb_dim(b, prefix, ndim, wshape, 0);
+}
+
 v3_wb v3_take_wb_tr(v3_builder *b, const char *prefix, int ndim, const int64_t *wshape) {
-  v3_wb o;
-  o.w = v3_take(b, ndim, wshape, "%s.weight", prefix);
-  const int64_t bshape[1] = {wshape ? wshape[1] : -1};
-  o.b = v3_take(b, 1, bshape, "%s.bias", prefix);
-  return o;
+  return take_wb_dim(b, prefix, ndim, wshape, 1);
 }
 
 /* GroupNorm / LayerScale style 1-D parameters of n channels. */

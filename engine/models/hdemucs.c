@@ -76,6 +76,13 @@ static dx_status read_sources(const dx_checkpoint *ck, dx_model_info *info, dx_e
   return DX_OK;
 }
 
+/* Weight and bias of a conv: weight [o][i][k] of a time layer, [o][i][k][k2]
+ * of a frequency layer; the bias has o entries, i for a transposed conv (tr). */
+static v3_wb take_conv(v3_builder *b, const char *name, int freq, int tr, int64_t o, int64_t i, int64_t k, int64_t k2) {
+  const int64_t s[4] = {o, i, k, k2};
+  return tr ? v3_take_wb_tr(b, name, freq ? 4 : 3, s) : v3_take_wb(b, name, freq ? 4 : 3, s);
+}
+
 static void build_layer(v3_builder *b, hd_layer *L, const char *prefix, int enc, int context, int dconv, int lstm,
                         int attn, const hd_kwargs *k) {
   if (b->st != DX_OK) return;
@@ -83,22 +90,10 @@ static void build_layer(v3_builder *b, hd_layer *L, const char *prefix, int enc,
   const int kh = L->kernel;
   if (enc) {
     snprintf(name, sizeof name, "%s.conv", prefix);
-    if (L->freq) {
-      const int64_t s[4] = {L->chout, L->chin, kh, 1};
-      L->conv = v3_take_wb(b, name, 4, s);
-    } else {
-      const int64_t s[3] = {L->chout, L->chin, kh};
-      L->conv = v3_take_wb(b, name, 3, s);
-    }
+    L->conv = take_conv(b, name, L->freq, 0, L->chout, L->chin, kh, 1);
   } else {
     snprintf(name, sizeof name, "%s.conv_tr", prefix);
-    if (L->freq) {
-      const int64_t s[4] = {L->chin, L->chout, kh, 1};
-      L->conv = v3_take_wb_tr(b, name, 4, s);
-    } else {
-      const int64_t s[3] = {L->chin, L->chout, kh};
-      L->conv = v3_take_wb_tr(b, name, 3, s);
-    }
+    L->conv = take_conv(b, name, L->freq, 1, L->chin, L->chout, kh, 1);
   }
   L->norm_a.w = L->norm_a.b = L->norm_b.w = L->norm_b.b = L->rewrite.w = L->rewrite.b = -1;
   /* encoder: norm1 (chout) after conv; decoder: norm2 (chout) after conv_tr, present even when empty */
@@ -112,13 +107,7 @@ static void build_layer(v3_builder *b, hd_layer *L, const char *prefix, int enc,
   const int kr = 1 + 2 * context;
   L->context = context;
   snprintf(name, sizeof name, "%s.rewrite", prefix);
-  if (L->freq) {
-    const int64_t s[4] = {2 * c, c, kr, kr};
-    L->rewrite = v3_take_wb(b, name, 4, s);
-  } else {
-    const int64_t s[3] = {2 * c, c, kr};
-    L->rewrite = v3_take_wb(b, name, 3, s);
-  }
+  L->rewrite = take_conv(b, name, L->freq, 0, 2 * c, c, kr, kr);
   if (L->groups) {
     const int64_t s[1] = {2 * c};
     L->norm_b.w = v3_take(b, 1, s, "%s.%s.weight", prefix, enc ? "norm2" : "norm1");

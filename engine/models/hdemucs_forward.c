@@ -53,6 +53,25 @@ static dx_status dconv_freq(const hd_layer *L, dx_run *r, hd_t *y) {
   return DX_OK;
 }
 
+/* The rewrite conv (C -> 2C channels, 1+2*context wide), norm_b GroupNorm
+ * and GLU of x [C][f][t] into out [C][f][t]; z is left on the run. */
+static dx_status rewrite_glu(const hd_layer *L, dx_run *r, const hd_t *x, float *out) {
+  const int C = x->c;
+  hd_t z = *x;
+  z.c = 2 * C;
+  z.p = dx_run_alloc(r, numel(&z));
+  if (!z.p) return DX_ERR_INTERNAL;
+  const int kr = 1 + 2 * L->context;
+  if (L->freq)
+    DX_TRY(DX_NN(r, conv2d, x->p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, C, x->f, x->t, 2 * C,
+                 kr, kr, 1, 1, L->context, L->context));
+  else
+    DX_TRY(DX_NN(r, conv1d, x->p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, C, x->t, 2 * C, kr, 1,
+                 L->context, 1));
+  DX_TRY(gn(r, &L->norm_b, L->groups, &z));
+  return DX_NN(r, glu, z.p, out, 1, C, (long long)(x->f ? x->f : 1) * x->t);
+}
+
 /* HEncLayer.forward. out is allocated here (kept); inject may be NULL. */
 static dx_status enc_forward(const hd_layer *L, dx_run *r, const hd_t *x, const hd_t *inject, hd_t *out) {
   hd_t y;
@@ -102,19 +121,7 @@ static dx_status enc_forward(const hd_layer *L, dx_run *r, const hd_t *x, const 
   DX_TRY(gn(r, &L->norm_a, L->groups, &y));
   DX_TRY(DX_NN(r, gelu, y.p, y.p, (long long)numel(&y)));
   if (L->has_dconv) DX_TRY(dconv_freq(L, r, &y));
-  hd_t z = y;
-  z.c = 2 * L->chout;
-  z.p = dx_run_alloc(r, numel(&z));
-  if (!z.p) return DX_ERR_INTERNAL;
-  const int kr = 1 + 2 * L->context;
-  if (L->freq)
-    DX_TRY(DX_NN(r, conv2d, y.p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, L->chout, y.f, y.t,
-                 2 * L->chout, kr, kr, 1, 1, L->context, L->context));
-  else
-    DX_TRY(DX_NN(r, conv1d, y.p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, L->chout, y.t,
-                 2 * L->chout, kr, 1, L->context, 1));
-  DX_TRY(gn(r, &L->norm_b, L->groups, &z));
-  DX_TRY(DX_NN(r, glu, z.p, out->p, 1, L->chout, (long long)(y.f ? y.f : 1) * y.t));
+  DX_TRY(rewrite_glu(L, r, &y, out->p));
   dx_run_release(r, mark);
   return DX_OK;
 }
@@ -146,19 +153,9 @@ static dx_status dec_forward(const hd_layer *L, dx_run *r, hd_t *x, const hd_t *
   const size_t mark = dx_run_mark(r);
   if (!L->empty) {
     DX_TRY(DX_NN(r, add, x->p, skip->p, x->p, (long long)numel(&y)));
-    hd_t z = y;
-    z.c = 2 * L->chin;
-    z.p = dx_run_alloc(r, numel(&z));
-    if (!z.p) return DX_ERR_INTERNAL;
-    const int kr = 1 + 2 * L->context;
-    if (L->freq)
-      DX_TRY(DX_NN(r, conv2d, x->p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, L->chin, fin, y.t,
-                   2 * L->chin, kr, kr, 1, 1, L->context, L->context));
-    else
-      DX_TRY(DX_NN(r, conv1d, x->p, dx_run_w(r, L->rewrite.w), dx_run_w(r, L->rewrite.b), z.p, 1, L->chin, y.t,
-                   2 * L->chin, kr, 1, L->context, 1));
-    DX_TRY(gn(r, &L->norm_b, L->groups, &z));
-    DX_TRY(DX_NN(r, glu, z.p, y.p, 1, L->chin, (long long)(fin ? fin : 1) * y.t));
+    hd_t xs = y; /* x with the skip added, in y's shape */
+    xs.p = x->p;
+    DX_TRY(rewrite_glu(L, r, &xs, y.p));
     if (L->has_dconv) DX_TRY(dconv_freq(L, r, &y));
   }
   /* Transposed conv; GroupNorm sees the uncropped output, so crop afterwards when normalising. */

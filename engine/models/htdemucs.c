@@ -68,6 +68,22 @@ static dx_status read_segment(const dx_checkpoint *ck, int samplerate, double *s
   return DX_OK;
 }
 
+typedef dx_status (*layer_build_fn)(ht_layer *l, const dx_checkpoint *ck, dx_params *ps, const char *prefix,
+                                    dx_errbuf *err);
+
+/* Layer <module>.<index> (encoder or decoder, by build) and, when with_dconv,
+ * its DConv <module>.<index>.dconv of `channels` channels. */
+static dx_status build_layer(layer_build_fn build, ht_layer *l, const dx_checkpoint *ck, dx_params *ps,
+                             const char *module, int index, int with_dconv, int channels, int dconv_depth,
+                             double dconv_comp, dx_errbuf *err) {
+  char pre[64];
+  snprintf(pre, sizeof pre, "%s.%d", module, index);
+  DX_TRY(build(l, ck, ps, pre, err));
+  if (!with_dconv) return DX_OK;
+  snprintf(pre, sizeof pre, "%s.%d.dconv", module, index);
+  return ht_dconv_build(&l->dconv, ck, ps, pre, channels, dconv_depth, dconv_comp, err);
+}
+
 static dx_status ht_build(const dx_checkpoint *ck, dx_params *ps, dx_model_info *info, void **graph, dx_errbuf *err) {
   htdemucs *h = calloc(1, sizeof *h);
   if (!h) return DX_ERR_NOMEM;
@@ -150,7 +166,6 @@ static dx_status ht_build(const dx_checkpoint *ck, dx_params *ps, dx_model_info 
   h->freqs[0] = freqs;
   h->tlen[0] = h->training_length;
   h->fch[0] = chin_z;
-  char pre[64];
   for (int i = 0; i < h->depth; i++) {
     if (freqs <= h->kernel)
       return dx_fail(err, DX_ERR_UNSUPPORTED, "HTDemucs whose branches merge (depth %d, nfft %d)", h->depth, h->nfft);
@@ -171,30 +186,10 @@ static dx_status ht_build(const dx_checkpoint *ck, dx_params *ps, dx_model_info 
     td->freq = 0;
     td->chin = chout;
     td->chout = dchin_t;
-    snprintf(pre, sizeof pre, "encoder.%d", i);
-    DX_TRY(ht_enc_build(e, ck, ps, pre, err));
-    if (dconv_mode & 1) {
-      snprintf(pre, sizeof pre, "encoder.%d.dconv", i);
-      DX_TRY(ht_dconv_build(&e->dconv, ck, ps, pre, chout_z, dconv_depth, dconv_comp, err));
-    }
-    snprintf(pre, sizeof pre, "tencoder.%d", i);
-    DX_TRY(ht_enc_build(te, ck, ps, pre, err));
-    if (dconv_mode & 1) {
-      snprintf(pre, sizeof pre, "tencoder.%d.dconv", i);
-      DX_TRY(ht_dconv_build(&te->dconv, ck, ps, pre, chout, dconv_depth, dconv_comp, err));
-    }
-    snprintf(pre, sizeof pre, "decoder.%d", dj);
-    DX_TRY(ht_dec_build(d, ck, ps, pre, err));
-    if (dconv_mode & 2) {
-      snprintf(pre, sizeof pre, "decoder.%d.dconv", dj);
-      DX_TRY(ht_dconv_build(&d->dconv, ck, ps, pre, chout_z, dconv_depth, dconv_comp, err));
-    }
-    snprintf(pre, sizeof pre, "tdecoder.%d", dj);
-    DX_TRY(ht_dec_build(td, ck, ps, pre, err));
-    if (dconv_mode & 2) {
-      snprintf(pre, sizeof pre, "tdecoder.%d.dconv", dj);
-      DX_TRY(ht_dconv_build(&td->dconv, ck, ps, pre, chout, dconv_depth, dconv_comp, err));
-    }
+    DX_TRY(build_layer(ht_enc_build, e, ck, ps, "encoder", i, dconv_mode & 1, chout_z, dconv_depth, dconv_comp, err));
+    DX_TRY(build_layer(ht_enc_build, te, ck, ps, "tencoder", i, dconv_mode & 1, chout, dconv_depth, dconv_comp, err));
+    DX_TRY(build_layer(ht_dec_build, d, ck, ps, "decoder", dj, dconv_mode & 2, chout_z, dconv_depth, dconv_comp, err));
+    DX_TRY(build_layer(ht_dec_build, td, ck, ps, "tdecoder", dj, dconv_mode & 2, chout, dconv_depth, dconv_comp, err));
     /* shapes entering the next level */
     int fo = (freqs + 2 * pad - h->kernel) / h->stride + 1;
     long long lp = (h->tlen[i] + h->stride - 1) / h->stride * h->stride;

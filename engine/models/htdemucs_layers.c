@@ -93,39 +93,71 @@ static dx_status layer_norm_gn(const ht_layer *l, dx_run *r, float *x, int C, lo
   return DX_NN(r, group_norm, x, x, 1, C, (int)n, l->groups, dx_run_w(r, w), dx_run_w(r, b), 1e-5f, 0);
 }
 
+/* A conv weight [o][i][k] of the time branch, [o][i][k][k2] of the frequency branch. */
+static dx_status take_conv_w(const ht_layer *l, const dx_checkpoint *ck, dx_params *ps, const char *name, int o, int i,
+                             int k, int k2, dx_param_id *id, dx_errbuf *err) {
+  if (l->freq) {
+    TAKE(*id, name, 4, o, i, k, k2);
+  } else {
+    TAKE(*id, name, 3, o, i, k);
+  }
+  return DX_OK;
+}
+
+/* The rewrite conv of C channels (C -> 2C) and, with norm, its GroupNorm
+ * `norm` ("norm1" / "norm2") into *nw, *nb; nothing without rewrite. */
+static dx_status take_rewrite(ht_layer *l, const dx_checkpoint *ck, dx_params *ps, const char *prefix, int C,
+                              const char *norm, dx_param_id *nw, dx_param_id *nb, dx_errbuf *err) {
+  if (!l->rewrite) return DX_OK;
+  char name[256], nn[32];
+  int rk = 1 + 2 * l->context;
+  DX_TRY(take_conv_w(l, ck, ps, pname(name, sizeof name, prefix, "rewrite.weight"), 2 * C, C, rk, rk, &l->rw_w, err));
+  TAKE(l->rw_b, pname(name, sizeof name, prefix, "rewrite.bias"), 1, 2 * C);
+  if (l->norm) {
+    snprintf(nn, sizeof nn, "%s.weight", norm);
+    TAKE(*nw, pname(name, sizeof name, prefix, nn), 1, 2 * C);
+    snprintf(nn, sizeof nn, "%s.bias", norm);
+    TAKE(*nb, pname(name, sizeof name, prefix, nn), 1, 2 * C);
+  }
+  return DX_OK;
+}
+
+/* Rewrite conv, GroupNorm (nw, nb) and GLU of x [C][n] into out [C][n], or a
+ * plain copy without rewrite; n = F*T (F rows of T frames) for the frequency
+ * branch, T for the time branch. z is left on the run. */
+static dx_status layer_rewrite(const ht_layer *l, dx_run *r, const float *x, float *out, int C, int F, int T,
+                               dx_param_id nw, dx_param_id nb) {
+  long long n = l->freq ? (long long)F * T : T;
+  if (!l->rewrite) return DX_BE(r, copy, out, x, (size_t)C * n * sizeof(float));
+  int rk = 1 + 2 * l->context;
+  float *z = dx_run_alloc(r, (size_t)2 * C * n);
+  if (!z) return DX_ERR_INTERNAL;
+  if (l->freq)
+    DX_TRY(DX_NN(r, conv2d, x, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, C, F, T, 2 * C, rk, rk, 1, 1,
+                 l->context, l->context));
+  else
+    DX_TRY(DX_NN(r, conv1d, x, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, C, T, 2 * C, rk, 1, l->context, 1));
+  DX_TRY(layer_norm_gn(l, r, z, 2 * C, n, nw, nb));
+  return DX_NN(r, glu, z, out, 1, C, n);
+}
+
 /* ---- encoder ---- */
 
 dx_status ht_enc_build(ht_layer *l, const dx_checkpoint *ck, dx_params *ps, const char *prefix, dx_errbuf *err) {
   char nb[256];
-  int K = l->kernel, ci = l->chin, co = l->chout, rk = 1 + 2 * l->context;
-  if (l->freq) {
-    TAKE(l->conv_w, pname(nb, sizeof nb, prefix, "conv.weight"), 4, co, ci, K, 1);
-  } else {
-    TAKE(l->conv_w, pname(nb, sizeof nb, prefix, "conv.weight"), 3, co, ci, K);
-  }
+  int K = l->kernel, ci = l->chin, co = l->chout;
+  DX_TRY(take_conv_w(l, ck, ps, pname(nb, sizeof nb, prefix, "conv.weight"), co, ci, K, 1, &l->conv_w, err));
   TAKE(l->conv_b, pname(nb, sizeof nb, prefix, "conv.bias"), 1, co);
   l->n1_w = l->n1_b = l->n2_w = l->n2_b = l->rw_w = l->rw_b = -1;
   if (l->norm) {
     TAKE(l->n1_w, pname(nb, sizeof nb, prefix, "norm1.weight"), 1, co);
     TAKE(l->n1_b, pname(nb, sizeof nb, prefix, "norm1.bias"), 1, co);
   }
-  if (l->rewrite) {
-    if (l->freq) {
-      TAKE(l->rw_w, pname(nb, sizeof nb, prefix, "rewrite.weight"), 4, 2 * co, co, rk, rk);
-    } else {
-      TAKE(l->rw_w, pname(nb, sizeof nb, prefix, "rewrite.weight"), 3, 2 * co, co, rk);
-    }
-    TAKE(l->rw_b, pname(nb, sizeof nb, prefix, "rewrite.bias"), 1, 2 * co);
-    if (l->norm) {
-      TAKE(l->n2_w, pname(nb, sizeof nb, prefix, "norm2.weight"), 1, 2 * co);
-      TAKE(l->n2_b, pname(nb, sizeof nb, prefix, "norm2.bias"), 1, 2 * co);
-    }
-  }
-  return DX_OK;
+  return take_rewrite(l, ck, ps, prefix, co, "norm2", &l->n2_w, &l->n2_b, err);
 }
 
 dx_status ht_enc_forward(const ht_layer *l, dx_run *r, const float *x, int F, long long len, float **out) {
-  int ci = l->chin, co = l->chout, K = l->kernel, S = l->stride, rk = 1 + 2 * l->context;
+  int ci = l->chin, co = l->chout, K = l->kernel, S = l->stride;
   long long n_out; /* elements per channel of the output */
   long long Fo = 0, Lo = 0;
   if (l->freq) {
@@ -162,20 +194,8 @@ dx_status ht_enc_forward(const ht_layer *l, dx_run *r, const float *x, int F, lo
     if (l->freq) DX_TRY(dconv_freq(&l->dconv, r, h, co, (int)Fo, (int)len));
     else DX_TRY(ht_dconv_forward(&l->dconv, r, h, 1, (int)n_out));
   }
-  if (l->rewrite) {
-    float *z = dx_run_alloc(r, (size_t)2 * co * n_out);
-    if (!z) return DX_ERR_INTERNAL;
-    if (l->freq)
-      DX_TRY(DX_NN(r, conv2d, h, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, co, (int)Fo, (int)len, 2 * co, rk,
-                   rk, 1, 1, l->context, l->context));
-    else
-      DX_TRY(DX_NN(r, conv1d, h, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, co, (int)n_out, 2 * co, rk, 1,
-                   l->context, 1));
-    DX_TRY(layer_norm_gn(l, r, z, 2 * co, n_out, l->n2_w, l->n2_b));
-    DX_TRY(DX_NN(r, glu, z, y, 1, co, n_out));
-  } else {
-    DX_TRY(DX_BE(r, copy, y, h, (size_t)co * n_out * sizeof(float)));
-  }
+  if (l->freq) DX_TRY(layer_rewrite(l, r, h, y, co, (int)Fo, (int)len, l->n2_w, l->n2_b));
+  else DX_TRY(layer_rewrite(l, r, h, y, co, 1, (int)n_out, l->n2_w, l->n2_b));
   dx_run_release(r, mark);
   *out = y;
   return DX_OK;
@@ -185,36 +205,20 @@ dx_status ht_enc_forward(const ht_layer *l, dx_run *r, const float *x, int F, lo
 
 dx_status ht_dec_build(ht_layer *l, const dx_checkpoint *ck, dx_params *ps, const char *prefix, dx_errbuf *err) {
   char nb[256];
-  int K = l->kernel, ci = l->chin, co = l->chout, rk = 1 + 2 * l->context;
-  if (l->freq) {
-    TAKE(l->conv_w, pname(nb, sizeof nb, prefix, "conv_tr.weight"), 4, ci, co, K, 1);
-  } else {
-    TAKE(l->conv_w, pname(nb, sizeof nb, prefix, "conv_tr.weight"), 3, ci, co, K);
-  }
+  int K = l->kernel, ci = l->chin, co = l->chout;
+  DX_TRY(take_conv_w(l, ck, ps, pname(nb, sizeof nb, prefix, "conv_tr.weight"), ci, co, K, 1, &l->conv_w, err));
   TAKE(l->conv_b, pname(nb, sizeof nb, prefix, "conv_tr.bias"), 1, co);
   l->n1_w = l->n1_b = l->n2_w = l->n2_b = l->rw_w = l->rw_b = -1;
   if (l->norm) {
     TAKE(l->n2_w, pname(nb, sizeof nb, prefix, "norm2.weight"), 1, co);
     TAKE(l->n2_b, pname(nb, sizeof nb, prefix, "norm2.bias"), 1, co);
   }
-  if (l->rewrite) {
-    if (l->freq) {
-      TAKE(l->rw_w, pname(nb, sizeof nb, prefix, "rewrite.weight"), 4, 2 * ci, ci, rk, rk);
-    } else {
-      TAKE(l->rw_w, pname(nb, sizeof nb, prefix, "rewrite.weight"), 3, 2 * ci, ci, rk);
-    }
-    TAKE(l->rw_b, pname(nb, sizeof nb, prefix, "rewrite.bias"), 1, 2 * ci);
-    if (l->norm) {
-      TAKE(l->n1_w, pname(nb, sizeof nb, prefix, "norm1.weight"), 1, 2 * ci);
-      TAKE(l->n1_b, pname(nb, sizeof nb, prefix, "norm1.bias"), 1, 2 * ci);
-    }
-  }
-  return DX_OK;
+  return take_rewrite(l, ck, ps, prefix, ci, "norm1", &l->n1_w, &l->n1_b, err);
 }
 
 dx_status ht_dec_forward(const ht_layer *l, dx_run *r, const float *x, const float *skip, int F, long long len,
                          long long out_len, float **out, float **pre_out) {
-  int ci = l->chin, co = l->chout, K = l->kernel, S = l->stride, rk = 1 + 2 * l->context;
+  int ci = l->chin, co = l->chout, K = l->kernel, S = l->stride;
   /* n_in: elements per channel entering; for freq, F rows of len (= T) frames */
   long long n_in = l->freq ? (long long)F * len : len;
   long long Fo = 0, n_out;
@@ -231,20 +235,7 @@ dx_status ht_dec_forward(const ht_layer *l, dx_run *r, const float *x, const flo
   float *s = dx_run_alloc(r, (size_t)ci * n_in);
   if (!s) return DX_ERR_INTERNAL;
   DX_TRY(DX_NN(r, add, x, skip, s, (long long)ci * n_in));
-  if (l->rewrite) {
-    float *z = dx_run_alloc(r, (size_t)2 * ci * n_in);
-    if (!z) return DX_ERR_INTERNAL;
-    if (l->freq)
-      DX_TRY(DX_NN(r, conv2d, s, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, ci, F, (int)len, 2 * ci, rk, rk, 1,
-                   1, l->context, l->context));
-    else
-      DX_TRY(DX_NN(r, conv1d, s, dx_run_w(r, l->rw_w), dx_run_w(r, l->rw_b), z, 1, ci, (int)len, 2 * ci, rk, 1,
-                   l->context, 1));
-    DX_TRY(layer_norm_gn(l, r, z, 2 * ci, n_in, l->n1_w, l->n1_b));
-    DX_TRY(DX_NN(r, glu, z, pre, 1, ci, n_in));
-  } else {
-    DX_TRY(DX_BE(r, copy, pre, s, (size_t)ci * n_in * sizeof(float)));
-  }
+  DX_TRY(layer_rewrite(l, r, s, pre, ci, F, (int)len, l->n1_w, l->n1_b));
   if (l->dconv.depth) {
     if (l->freq) DX_TRY(dconv_freq(&l->dconv, r, pre, ci, F, (int)len));
     else DX_TRY(ht_dconv_forward(&l->dconv, r, pre, 1, (int)len));

@@ -28,6 +28,19 @@ typedef struct {
   float mf, inv;
 } gn_ctx;
 
+/* Mean of x[0..n) and 1/sqrt(variance + eps), summed in order in double, two passes. */
+static void mean_inv_std(const float *x, size_t n, float eps, float *mf, float *inv) {
+  double s = 0, ss = 0;
+  for (size_t i = 0; i < n; i++) s += x[i];
+  double mean = s / n;
+  for (size_t i = 0; i < n; i++) {
+    double d = x[i] - mean;
+    ss += d * d;
+  }
+  *mf = (float)mean;
+  *inv = (float)(1.0 / sqrt(ss / n + eps));
+}
+
 /* One (batch, group) item, serially: the reference loop. */
 static void gn_item(const gn_ctx *e, int b, int g) {
   size_t per = (size_t)e->channels * e->len;
@@ -35,17 +48,11 @@ static void gn_item(const gn_ctx *e, int b, int g) {
   float *yb = e->y + b * per;
   int cpg = e->cpg, len = e->len, channels = e->channels;
   const float *gamma = e->gamma, *beta = e->beta;
-  double s = 0, ss = 0;
   size_t n = (size_t)cpg * len;
   if (!e->channels_last) {
     const float *xg = xb + (size_t)g * cpg * len;
-    for (size_t i = 0; i < n; i++) s += xg[i];
-    double mean = s / n;
-    for (size_t i = 0; i < n; i++) {
-      double d = xg[i] - mean;
-      ss += d * d;
-    }
-    float mf = (float)mean, inv = (float)(1.0 / sqrt(ss / n + e->eps));
+    float mf, inv;
+    mean_inv_std(xg, n, e->eps, &mf, &inv);
     for (int c = g * cpg; c < (g + 1) * cpg; c++) {
       float ga = gamma ? gamma[c] : 1.0f, be_ = beta ? beta[c] : 0.0f, a = inv * ga;
       const float *xc = xb + (size_t)c * len;
@@ -53,6 +60,7 @@ static void gn_item(const gn_ctx *e, int b, int g) {
       for (int l = 0; l < len; l++) yc[l] = (xc[l] - mf) * a + be_;
     }
   } else {
+    double s = 0, ss = 0;
     for (int l = 0; l < len; l++)
       for (int c = g * cpg; c < (g + 1) * cpg; c++) s += xb[(size_t)l * channels + c];
     double mean = s / n;
@@ -158,14 +166,8 @@ static void ln_range(void *p, long long r0, long long r1) {
   for (long long r = r0; r < r1; r++) {
     const float *xr = e->x + (size_t)r * dim;
     float *yr = e->y + (size_t)r * dim;
-    double s = 0, ss = 0;
-    for (int i = 0; i < dim; i++) s += xr[i];
-    double mean = s / dim;
-    for (int i = 0; i < dim; i++) {
-      double d = xr[i] - mean;
-      ss += d * d;
-    }
-    float mf = (float)mean, inv = (float)(1.0 / sqrt(ss / dim + e->eps));
+    float mf, inv;
+    mean_inv_std(xr, (size_t)dim, e->eps, &mf, &inv);
     for (int i = 0; i < dim; i++)
       yr[i] = (xr[i] - mf) * inv * (e->gamma ? e->gamma[i] : 1.0f) + (e->beta ? e->beta[i] : 0.0f);
   }

@@ -16,16 +16,7 @@ __global__ void softmax_rows_kernel(float *x, int cols) {
   float *row = x + (long long)blockIdx.x * cols;
   float m = -INFINITY;
   for (int j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, row[j]);
-  m = dx_block_max(m, sh);
-  float s = 0.0f;
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
-    const float e = expf(row[j] - m);
-    row[j] = e;
-    s += e;
-  }
-  s = dx_block_sum(s, sh);
-  const float inv = 1.0f / s;
-  for (int j = threadIdx.x; j < cols; j += blockDim.x) row[j] *= inv;
+  dx_block_softmax(row, cols, m, sh);
 }
 
 static dx_status softmax_rows(dx_backend *be, float *x, long long rows, int cols) {

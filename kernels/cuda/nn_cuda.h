@@ -118,5 +118,19 @@ static __device__ __forceinline__ double dx_block_sum_d(double v, double *sh) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+/* Softmax of row[0..n) in place by the whole block, given each thread's
+ * maximum m over the elements it visits (j = threadIdx.x + k*blockDim.x). */
+static __device__ __forceinline__ void dx_block_softmax(float *row, int n, float m, float *sh) {
+  m = dx_block_max(m, sh);
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(row[j] - m);
+    row[j] = e;
+    s += e;
+  }
+  s = dx_block_sum(s, sh);
+  const float inv = 1.0f / s;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] *= inv;
+}
 
 #endif

@@ -53,16 +53,7 @@ __global__ void la_softmax_kernel(float *dots, const float *rate, int T, int ns,
     row[t] = v;
     m = fmaxf(m, v);
   }
-  m = dx_block_max(m, sh);
-  float sum = 0.0f;
-  for (int t = threadIdx.x; t < T; t += blockDim.x) {
-    const float e = expf(row[t] - m);
-    row[t] = e;
-    sum += e;
-  }
-  sum = dx_block_sum(sum, sh);
-  const float inv = 1.0f / sum;
-  for (int t = threadIdx.x; t < T; t += blockDim.x) row[t] *= inv;
+  dx_block_softmax(row, T, m, sh);
 }
 
 static dx_status local_attn_run(dx_backend *be, const float *x, float *y, int B, int C, int T, int H, int K,

@@ -87,6 +87,23 @@ static dx_status fft_plan(dx_backend *be, cufftType type, int nfft, int batch, c
   return DX_OK;
 }
 
+/* Batch items per transform group (buffers under SPEC_GROUP_FLOATS, at
+ * most 2^31-1 transforms) and the group's frame buffer [group*frames][nfft]
+ * and spectrum [group*frames][nfft/2+1]. The caller frees both with
+ * dx_cuda_free, also on failure (DX_ERR_NOMEM). */
+static dx_status spec_buffers(dx_backend *be, int batch, int frames, int nfft, long long *group_out, float **buf,
+                              cufftComplex **spec) {
+  const int nh = nfft / 2 + 1;
+  long long group = SPEC_GROUP_FLOATS / ((long long)frames * nfft);
+  if (group < 1) group = 1;
+  if (group > batch) group = batch;
+  if (group * frames > 0x7fffffffLL) group = 0x7fffffffLL / frames;
+  *group_out = group;
+  dx_status st = dx_cuda_alloc(be, (size_t)group * frames * nfft * sizeof(float), (void **)buf);
+  if (st == DX_OK) st = dx_cuda_alloc(be, (size_t)group * frames * nh * sizeof(cufftComplex), (void **)spec);
+  return st;
+}
+
 static __device__ __forceinline__ float hann(long long n, int nfft) {
   return (float)(0.5 - 0.5 * cospi(2.0 * (double)n / (double)nfft));
 }
@@ -127,14 +144,10 @@ extern "C" dx_status dx_cuda_nn_stft(dx_backend *be, const float *x, float *y, i
     return DX_ERR_INVALID;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   const int nh = nfft / 2 + 1;
-  long long group = SPEC_GROUP_FLOATS / ((long long)frames * nfft);
-  if (group < 1) group = 1;
-  if (group > batch) group = batch;
-  if (group * frames > 0x7fffffffLL) group = 0x7fffffffLL / frames;
+  long long group;
   float *buf = NULL;
   cufftComplex *spec = NULL;
-  dx_status st = dx_cuda_alloc(be, (size_t)group * frames * nfft * sizeof(float), (void **)&buf);
-  if (st == DX_OK) st = dx_cuda_alloc(be, (size_t)group * frames * nh * sizeof(cufftComplex), (void **)&spec);
+  dx_status st = spec_buffers(be, batch, frames, nfft, &group, &buf, &spec);
   const float norm = (float)(1.0 / sqrt((double)nfft));
   for (long long b0 = 0; b0 < batch && st == DX_OK; b0 += group) {
     const long long nb = batch - b0 < group ? batch - b0 : group;
@@ -215,14 +228,10 @@ extern "C" dx_status dx_cuda_nn_istft(dx_backend *be, const float *z, float *y, 
     return DX_ERR_INVALID;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   const int nh = nfft / 2 + 1;
-  long long group = SPEC_GROUP_FLOATS / ((long long)frames * nfft);
-  if (group < 1) group = 1;
-  if (group > batch) group = batch;
-  if (group * frames > 0x7fffffffLL) group = 0x7fffffffLL / frames;
+  long long group;
   float *buf = NULL;
   cufftComplex *spec = NULL;
-  dx_status st = dx_cuda_alloc(be, (size_t)group * frames * nfft * sizeof(float), (void **)&buf);
-  if (st == DX_OK) st = dx_cuda_alloc(be, (size_t)group * frames * nh * sizeof(cufftComplex), (void **)&spec);
+  dx_status st = spec_buffers(be, batch, frames, nfft, &group, &buf, &spec);
   const float norm = (float)(1.0 / sqrt((double)nfft));
   for (long long b0 = 0; b0 < batch && st == DX_OK; b0 += group) {
     const long long nb = batch - b0 < group ? batch - b0 : group;

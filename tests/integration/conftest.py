@@ -57,6 +57,13 @@ upload
     upload(token, path, **fields) -> requests.Response: POST /api/tracks as
     multipart/form-data with the file in the part "file" and the other
     fields as text parts.
+
+Helpers (import from conftest)
+------------------------------
+wait_job(stack, token, path, seconds, poll=0.2) -> dict
+    Poll GET path (a job's status route) until the job is completed, failed
+    or cancelled and return its data; every answer must be 200 JSON. Fails
+    the test after `seconds`.
 """
 
 import itertools
@@ -173,6 +180,20 @@ def _wait_gone(pid, seconds):
             return True
         time.sleep(0.05)
     return False
+
+
+def wait_job(stack, token, path, seconds, poll=0.2):
+    deadline = time.monotonic() + seconds
+    j = None
+    while time.monotonic() < deadline:
+        r = stack.get(path, token=token)
+        assert r.status_code == 200, (r.status_code, r.text[:500])
+        assert r.headers["Content-Type"].startswith("application/json")
+        j = r.json()["data"]
+        if j["status"] in ("completed", "failed", "cancelled"):
+            return j
+        time.sleep(poll)
+    pytest.fail(f"job {path} still {j and j['status']} after {seconds}s")
 
 
 def _tools_up(var):

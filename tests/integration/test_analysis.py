@@ -5,11 +5,12 @@ track (404), an unknown feature (422) and a damaged file (the job fails with
 a readable error and the track row is left as it was)."""
 
 import json
-import time
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from conftest import wait_job
 
 
 def _data(r, status):
@@ -39,14 +40,7 @@ def _analyze(stack, tok, track_id, features=("all",)):
 
 
 def _wait(stack, tok, job_id, seconds=120):
-    deadline = time.monotonic() + seconds
-    j = None
-    while time.monotonic() < deadline:
-        j = _data(stack.get(f"/api/analysis/job/{job_id}", token=tok), 200)
-        if j["status"] in ("completed", "failed", "cancelled"):
-            return j
-        time.sleep(0.2)
-    pytest.fail(f"analysis job {job_id} still {j and j['status']} after {seconds}s")
+    return wait_job(stack, tok, f"/api/analysis/job/{job_id}", seconds)
 
 
 def _track_row(stack, tid):

@@ -1,9 +1,9 @@
 """Jobs through nginx: a probe job runs on the stack's demixd; listing,
 ownership and cancelling a queued job."""
 
-import time
-
 import pytest
+
+from conftest import wait_job
 
 
 def _data(r, status):
@@ -12,13 +12,7 @@ def _data(r, status):
 
 
 def _wait_job(stack, tok, job_id, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        j = _data(stack.get(f"/api/jobs/{job_id}", token=tok), 200)
-        if j["status"] in ("completed", "failed", "cancelled"):
-            return j
-        time.sleep(0.2)
-    pytest.fail(f"job {job_id} still {j['status']} after {seconds}s")
+    return wait_job(stack, tok, f"/api/jobs/{job_id}", seconds)
 
 
 def test_probe_job_runs(stack, token, audio, upload):

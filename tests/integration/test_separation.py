@@ -13,13 +13,14 @@ import os
 import pathlib
 import shutil
 import subprocess
-import time
 import uuid
 import zipfile
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from conftest import wait_job
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 KIT = pathlib.Path(os.environ.get("DEMIX_REFERENCE", ROOT.parent / "shared" / "reference")) / "demucs"
@@ -37,13 +38,7 @@ def _model_dir(stack):
 
 
 def _wait(stack, tok, job_id, seconds=180):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        j = _data(stack.get(f"/api/processing/job/{job_id}", token=tok), 200)
-        if j["status"] in ("completed", "failed", "cancelled"):
-            return j
-        time.sleep(0.25)
-    pytest.fail(f"job {job_id} still {j['status']} after {seconds}s")
+    return wait_job(stack, tok, f"/api/processing/job/{job_id}", seconds, poll=0.25)
 
 
 def _music(path, seconds=3.0, rate=44100):
