@@ -12,8 +12,9 @@
 #include <unistd.h>
 
 #include "dx_audio.h"
+#include "audio_internal.h"
 
-#define DX_AUDIO_BLOCK 8192 /* frames decoded per read */
+
 
 static void describe_format(int fmt, dx_audio_info *info) {
   const char *f = "other", *s = "other";
@@ -118,7 +119,7 @@ static dx_status decode_all(SNDFILE *sf, const SF_INFO *si, dx_audio *out, size_
   return DX_OK;
 }
 
-static dx_status check_info(const SF_INFO *si, dx_audio_info *info, dx_errbuf *err) {
+dx_status dx_audio_check_info(const SF_INFO *si, dx_audio_info *info, dx_errbuf *err) {
   if (si->channels <= 0 || si->channels > 64 || si->samplerate <= 0 || si->samplerate > 768000)
     return dx_fail(err, DX_ERR_CORRUPT, "implausible header: %d channels at %d Hz", si->channels, si->samplerate);
   if (si->frames <= 0) return dx_fail(err, DX_ERR_EMPTY, "no audio frames");
@@ -145,7 +146,7 @@ static dx_status open_error(SNDFILE *sf, dx_errbuf *err) {
   return dx_fail(err, DX_ERR_CORRUPT, "damaged audio file: %s", sf_error_number(e));
 }
 
-static dx_status open_path(const char *path, SNDFILE **sf, SF_INFO *si, dx_errbuf *err) {
+dx_status dx_audio_open_path(const char *path, SNDFILE **sf, SF_INFO *si, dx_errbuf *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return dx_fail(err, errno == ENOENT ? DX_ERR_NOT_FOUND : DX_ERR_IO, "cannot open %s: %s", path,
                              strerror(errno));
@@ -165,9 +166,9 @@ static dx_status open_path(const char *path, SNDFILE **sf, SF_INFO *si, dx_errbu
 dx_status dx_audio_probe(const char *path, dx_audio_info *info, dx_errbuf *err) {
   SNDFILE *sf;
   SF_INFO si;
-  dx_status s = open_path(path, &sf, &si, err);
+  dx_status s = dx_audio_open_path(path, &sf, &si, err);
   if (s != DX_OK) return s;
-  s = check_info(&si, info, err);
+  s = dx_audio_check_info(&si, info, err);
   if (s == DX_OK) s = decode_all(sf, &si, NULL, NULL, NULL, NULL, err);
   sf_close(sf);
   return s;
@@ -178,9 +179,9 @@ dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, s
   SNDFILE *sf;
   SF_INFO si;
   out->frames = 0;
-  dx_status s = open_path(path, &sf, &si, err);
+  dx_status s = dx_audio_open_path(path, &sf, &si, err);
   if (s != DX_OK) return s;
-  s = check_info(&si, NULL, err);
+  s = dx_audio_check_info(&si, NULL, err);
   if (s == DX_OK && max_seconds > 0 && (double)si.frames / si.samplerate > max_seconds)
     s = dx_fail(err, DX_ERR_TOO_LONG, "audio is %.0f s long, the limit is %.0f s", (double)si.frames / si.samplerate,
                 max_seconds);
@@ -233,7 +234,7 @@ dx_status dx_audio_probe_mem(const void *buf, size_t len, dx_audio_info *info, d
   memset(&si, 0, sizeof si);
   SNDFILE *sf = sf_open_virtual(&vio, SFM_READ, &si, &m);
   if (!sf) return open_error(NULL, err);
-  s = check_info(&si, info, err);
+  s = dx_audio_check_info(&si, info, err);
   if (s == DX_OK) s = decode_all(sf, &si, NULL, NULL, NULL, NULL, err);
   sf_close(sf);
   return s;
@@ -255,37 +256,12 @@ const char *dx_audio_encoding_ext(dx_audio_encoding enc) {
 
 dx_status dx_audio_write(const char *path, const float *planar, int channels, size_t frames, int samplerate,
                          dx_audio_encoding enc, dx_errbuf *err) {
-  SF_INFO si = {.channels = channels, .samplerate = samplerate};
-  switch (enc) {
-  case DX_ENC_WAV_PCM16: si.format = SF_FORMAT_WAV | SF_FORMAT_PCM_16; break;
-  case DX_ENC_WAV_PCM24: si.format = SF_FORMAT_WAV | SF_FORMAT_PCM_24; break;
-  case DX_ENC_WAV_FLOAT: si.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT; break;
-  case DX_ENC_FLAC: si.format = SF_FORMAT_FLAC | SF_FORMAT_PCM_16; break;
-  case DX_ENC_FLAC24: si.format = SF_FORMAT_FLAC | SF_FORMAT_PCM_24; break;
-  case DX_ENC_MP3: si.format = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III; break;
-  default: return dx_fail(err, DX_ERR_INVALID, "unknown encoding %d", (int)enc);
+  dx_audio_writer *w = NULL;
+  dx_status s = dx_audio_writer_open(path, channels, samplerate, enc, 0, &w, err);
+  if (s != DX_OK) return s;
+  if ((s = dx_audio_writer_write(w, planar, frames, frames, err)) != DX_OK) {
+    dx_audio_writer_abort(w);
+    return s;
   }
-  if (channels <= 0 || samplerate <= 0) return dx_fail(err, DX_ERR_INVALID, "bad channel count or rate");
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  SNDFILE *sf = sf_open(tmp, SFM_WRITE, &si);
-  if (!sf) return dx_fail(err, DX_ERR_IO, "cannot write %s: %s", path, sf_strerror(NULL));
-  /* Integer formats clip instead of wrapping. */
-  sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
-  size_t ch = (size_t)channels;
-  float *block = malloc(DX_AUDIO_BLOCK * ch * sizeof(float));
-  dx_status s = block ? DX_OK : DX_ERR_NOMEM;
-  for (size_t done = 0; s == DX_OK && done < frames;) {
-    size_t n = frames - done < DX_AUDIO_BLOCK ? frames - done : DX_AUDIO_BLOCK;
-    for (size_t i = 0; i < n; i++)
-      for (size_t c = 0; c < ch; c++) block[i * ch + c] = planar[c * frames + done + i];
-    if (sf_writef_float(sf, block, (sf_count_t)n) != (sf_count_t)n)
-      s = dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(sf));
-    done += n;
-  }
-  free(block);
-  if (sf_close(sf) && s == DX_OK) s = dx_fail(err, DX_ERR_IO, "closing %s failed", path);
-  if (s == DX_OK && rename(tmp, path)) s = dx_fail(err, DX_ERR_IO, "cannot rename into %s: %s", path, strerror(errno));
-  if (s != DX_OK) unlink(tmp);
-  return s;
+  return dx_audio_writer_close(w, err);
 }

@@ -78,8 +78,55 @@ typedef enum {
 const char *dx_audio_encoding_ext(dx_audio_encoding enc);
 
 /* Write planar samples to path atomically (temporary name, then rename).
- * Integer encodings clip to [-1, 1). */
+ * Integer encodings clip to [-1, 1). Built on dx_audio_writer. */
 dx_status dx_audio_write(const char *path, const float *planar, int channels, size_t frames, int samplerate,
                          dx_audio_encoding enc, dx_errbuf *err);
+
+
+/* ---- streaming: files of any length in bounded memory ---- */
+
+/* A file being written block by block: to path.tmp.PID, renamed to path by
+ * dx_audio_writer_close. With DX_WRITER_RESCALE the samples go first to an
+ * unlinked float32 scratch file next to path (disk, not memory) while their
+ * peak is tracked; at close, when 1.01 * peak > 1 they are scaled by
+ * 1 / (1.01 * peak) (the official save_audio "rescale" clip mode) and written
+ * in the encoding. One thread at a time per writer. */
+typedef struct dx_audio_writer dx_audio_writer;
+#define DX_WRITER_RESCALE 1
+
+/* DX_ERR_INVALID for a bad encoding, channel count or rate, DX_ERR_IO when
+ * the file cannot be created; on success *out owns the open file. */
+dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, dx_audio_encoding enc, int flags,
+                               dx_audio_writer **out, dx_errbuf *err);
+/* Append n frames of planar[c * stride + i]. DX_ERR_IO on a failed write
+ * (the writer then still needs close or abort). */
+dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t stride, size_t n, dx_errbuf *err);
+/* Finish the file and rename it into place; frees w whatever happens (on
+ * failure nothing is left at path or the temporary names). */
+dx_status dx_audio_writer_close(dx_audio_writer *w, dx_errbuf *err);
+/* Drop the file being written and free w (NULL is a no-op). */
+void dx_audio_writer_abort(dx_audio_writer *w);
+
+/* A file read at any offset as planar float at a chosen rate and channel
+ * count (converted as dx_audio_resample then dx_audio_remix). WAV, AIFF and
+ * FLAC at the wanted rate are read in place with sf_seek; anything else (a
+ * rate to convert, MP3, OGG) is decoded once, resampled with soxr's
+ * streaming interface (the same high quality recipe), into an unlinked
+ * float32 scratch file in tmp_dir, and read from there. One thread at a
+ * time per reader. */
+typedef struct dx_audio_reader dx_audio_reader;
+
+/* Statuses as dx_audio_load (DX_ERR_TOO_LONG past max_seconds when > 0, ...),
+ * DX_ERR_IO when the scratch file cannot be written. */
+dx_status dx_audio_reader_open(const char *path, double max_seconds, int samplerate, int channels, const char *tmp_dir,
+                               dx_audio_reader **out, dx_errbuf *err);
+/* Frames at the converted rate. */
+size_t dx_audio_reader_frames(const dx_audio_reader *r);
+/* Frames [offset, offset + n) (offset + n <= frames) into dst[c * stride + i]
+ * for the reader's channels. DX_ERR_CORRUPT when the file stops short or
+ * fails to decode there. */
+dx_status dx_audio_reader_read(dx_audio_reader *r, size_t offset, size_t n, float *dst, size_t stride,
+                               dx_errbuf *err);
+void dx_audio_reader_close(dx_audio_reader *r); /* NULL is a no-op */
 
 #endif

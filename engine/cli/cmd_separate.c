@@ -1,8 +1,9 @@
 /* cmd_separate.c: `demix separate`: split tracks into stems with a named
  * model, with the official demucs command line's flags where they make sense.
  * Writes OUT/MODEL/TRACK/STEM.EXT; a track whose stems all exist is skipped
- * unless --overwrite. Progress bar on stderr when it is a terminal.
- * Single-threaded apart from the -j chunk workers inside dx_separator_run. */
+ * unless --overwrite. Progress bar on stderr when it is a terminal. Tracks
+ * are streamed (dx_separator_run_file): memory does not grow with length.
+ * Single-threaded apart from the -j chunk workers inside dx_separator_run_file. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -276,29 +277,20 @@ int dx_cmd_separate(int argc, char **argv) {
         continue;
       }
     }
-    dx_audio a = {0};
-    if ((st = dx_audio_load(tracks[t], 0, &a, &err)) == DX_OK) st = dx_separator_convert(sep, &a, &err);
-    if (st != DX_OK) {
-      dx_cli_error("%s: %s", tracks[t], *err.msg ? err.msg : dx_strerror(st));
-      dx_audio_free(&a);
-      failures++;
-      continue;
-    }
-    fprintf(stderr, "Separating track %s (%.1f s)\n", tracks[t], (double)a.frames / a.samplerate);
+    fprintf(stderr, "Separating track %s\n", tracks[t]);
     b.label = base_name(tracks[t]);
     b.t0 = dx_now();
     b.last_pct = -1;
-    dx_stems stems = {0};
-    st = dx_separator_run(sep, bes, &a, &p, &stems, &err);
-    dx_audio_free(&a);
+    dx_stems info = {0};
+    /* streamed: the track is read and its stems written block by block */
+    st = dx_separator_run_file(sep, bes, tracks[t], 0, &p, dir, enc, &info, NULL, &err);
     if (b.tty) fputc('\n', stderr);
-    if (st == DX_OK) st = dx_stems_write(&stems, dir, enc, NULL, &err);
-    dx_stems_free(&stems);
     if (st != DX_OK) {
       dx_cli_error("%s: %s", tracks[t], *err.msg ? err.msg : dx_strerror(st));
       failures++;
       continue;
     }
+    fprintf(stderr, "  %.1f s of audio\n", (double)info.frames / info.samplerate);
     fprintf(stderr, "  %d stems in %s (%.1f s)\n", n_names, dir, dx_now() - b.t0);
   }
   for (int i = 0; i < n_tracks; i++) free(tracks[i]);

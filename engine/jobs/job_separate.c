@@ -135,15 +135,6 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
     return st;
   }
 
-  dx_audio a = {0};
-  st = dx_audio_load(path, ctx->cfg->max_track_seconds, &a, err);
-  if (st == DX_OK) st = dx_separator_convert(sep, &a, err);
-  if (st != DX_OK) {
-    dx_audio_free(&a);
-    dx_separator_release(sep);
-    return st;
-  }
-
   dx_separate_params p = dx_separate_default_params();
   p.shifts = (int)param_num(ctx->params, "shifts", 1);
   p.overlap = param_num(ctx->params, "overlap", 0.25);
@@ -154,30 +145,28 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
   p.progress_user = &pr;
   dx_stems stems = {0};
   dx_backend *bes[1] = {ctx->backend};
-  dx_job_set_retryable(ctx, -1); /* device and memory failures may pass */
-  st = dx_separator_run(sep, bes, &a, &p, &stems, err);
-  dx_audio_free(&a);
-  dx_separator_release(sep);
-  if (pr.cancelled) {
-    dx_stems_free(&stems);
-    return DX_ERR_CANCELLED;
-  }
-  if (st != DX_OK) {
-    if (st == DX_ERR_INVALID) dx_job_set_retryable(ctx, 0);
-    return st;
-  }
-  if ((st = dx_job_progress(ctx, 92)) != DX_OK) {
-    dx_stems_free(&stems);
-    return st;
-  }
-
   char dir[DX_CONFIG_STR + 64];
   snprintf(dir, sizeof dir, "%s/stems/%s", ctx->cfg->storage_dir, job->id);
   char paths[DX_STEMS_MAX][1024];
   char zip_path[DX_CONFIG_STR + 80];
   uint64_t zip_size = 0;
-  st = dx_stems_write(&stems, dir, DX_ENC_WAV_PCM16, paths, err);
-  if (st == DX_OK) st = dx_job_progress(ctx, 95);
+  dx_job_set_retryable(ctx, -1); /* device and memory failures may pass */
+  /* streamed from the track file straight into the stem files (bounded memory) */
+  st = dx_separator_run_file(sep, bes, path, ctx->cfg->max_track_seconds, &p, dir, DX_ENC_WAV_PCM16, &stems, paths,
+                             err);
+  dx_separator_release(sep);
+  if (pr.cancelled) {
+    dx_rmtree(dir);
+    return DX_ERR_CANCELLED;
+  }
+  if (st != DX_OK) {
+    dx_rmtree(dir);
+    if (st == DX_ERR_INVALID || st == DX_ERR_NOT_FOUND || st == DX_ERR_UNSUPPORTED || st == DX_ERR_CORRUPT ||
+        st == DX_ERR_EMPTY || st == DX_ERR_TOO_LONG)
+      dx_job_set_retryable(ctx, 0); /* a bad file does not get better by retrying */
+    return st;
+  }
+  st = dx_job_progress(ctx, 95);
   if (st == DX_OK) st = write_archive(model, &stems, paths, dir, zip_path, sizeof zip_path, &zip_size, err);
   if (st == DX_OK) {
     json_object *list = json_object_new_array();

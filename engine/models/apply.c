@@ -1,19 +1,23 @@
 /* apply.c: the long-track procedure (see dx_apply.h): outer normalisation,
  * shifts, split with overlap and triangular blending, bags with per-source
- * weights.
+ * weights, streamed.
  *
  * Instead of summing weighted chunks and dividing by the summed weights at
  * the end (which needs a track-long weight array per pass), every chunk
- * sample is folded into `out` at once with its final coefficient
- *   bag_w[m][k] / sum_m bag_w[m][k] * 1/shifts * w[j] / wsum(t),
- * where wsum(t), the sum of the triangle weights of the chunks covering t, is
- * known from the chunk geometry alone (with overlap below 1/2 at most two
- * chunks cover any sample). The result equals the official computation up to
- * float rounding.
+ * sample is folded into the output window at once with its final coefficient
+ *   bag_w[m][k] / sum_m bag_w[m][k] * 1/shifts * w[j] / wsum_pass(t),
+ * where wsum_pass(t), the sum of the triangle weights of that pass's chunks
+ * covering t, is known from the pass's chunk geometry alone: each shift is
+ * divided by its own weight sum, as the official code does, without a
+ * separate accumulator. All passes run interleaved (the chunk that starts
+ * first goes next), so the window that is still open stays one segment and a
+ * few strides long; samples behind every pass's next chunk are final and are
+ * written out. The result equals the official computation up to float
+ * rounding (with one pass, bit for bit the whole-track fold it replaces).
  *
  * Threading: forwards of one batch run on up to params.jobs threads started
- * here; buffers are per worker; folding and progress happen on the calling
- * thread in chunk order. */
+ * here; buffers are per worker; reading, folding, writing and progress happen
+ * on the calling thread in chunk order. */
 #include "dx_apply.h"
 
 #include <math.h>
@@ -161,7 +165,7 @@ static double weight_sum(const geometry *g, const float *w, size_t t) {
   return s;
 }
 
-/* ---- one run ---- */
+/* ---- one streamed run ---- */
 
 typedef struct {
   const dx_apply_model *m;
@@ -179,21 +183,39 @@ static void *fwd_thread(void *arg) {
   return NULL;
 }
 
+/* One (model, shift) pass: its geometry in window coordinates (track sample
+ * u is window position u + delay), its chunks and where it stands. */
 typedef struct {
+  const dx_apply_model *m;
+  geometry g;
+  size_t delay, n, next; /* chunks in the pass, next one to run */
+  const float *tri;      /* triangle of g.seg samples (shared between passes of equal seg) */
+  int owns_tri;
+  double *coef;          /* [sources]: bag weight / weight sum / shifts */
+} pass;
+
+typedef struct {
+  int pass;
   size_t off, len, run; /* chunk start (window coordinates), its length, the length it runs at */
   float *in, *out;      /* [C][run], [S][C][run] */
   size_t cap;           /* capacity of in/out, in samples per channel */
 } chunk_buf;
 
 typedef struct {
-  const float *mix;
+  const dx_apply_io *io;
   size_t length;
   int channels, sources;
+  int normalize;
   double mean, scale; /* input x -> (x - mean) * scale */
-  float *out;
+  float a, b;         /* output y -> y * a + b */
+  float *ring;        /* [S][C][R]: open window of the blended output, track sample u at u % R */
+  size_t R, written;  /* samples [0, written) are final and handed to io->write */
+  float *stage;       /* [S][C][STAGE] */
   size_t done, total;
   const dx_apply_params *p;
 } run_state;
+
+#define STAGE 16384 /* samples per channel handed to io->write at most */
 
 static dx_status chunk_reserve(chunk_buf *b, size_t run, int channels, int sources) {
   if (run <= b->cap) return DX_OK;
@@ -209,58 +231,96 @@ static dx_status chunk_reserve(chunk_buf *b, size_t run, int channels, int sourc
 
 /* Fill b->in: window position t maps to track sample t - delay; the chunk is
  * padded centred around itself, zeros outside the track. */
-static void chunk_fill(const run_state *rs, chunk_buf *b, size_t delay) {
+static dx_status chunk_fill(const run_state *rs, chunk_buf *b, size_t delay, dx_errbuf *err) {
   long long start = (long long)b->off - (long long)((b->run - b->len) / 2) - (long long)delay;
+  long long lo = start < 0 ? 0 : start, hi = start + (long long)b->run;
+  if (hi > (long long)rs->length) hi = (long long)rs->length;
+  size_t i0 = lo < hi ? (size_t)(lo - start) : b->run, i1 = lo < hi ? (size_t)(hi - start) : b->run;
   for (int c = 0; c < rs->channels; c++) {
-    const float *src = rs->mix + (size_t)c * rs->length;
     float *dst = b->in + (size_t)c * b->run;
-    for (size_t i = 0; i < b->run; i++) {
-      long long u = start + (long long)i;
-      dst[i] = (u < 0 || u >= (long long)rs->length) ? 0.0f : (float)((src[u] - rs->mean) * rs->scale);
-    }
+    memset(dst, 0, i0 * sizeof *dst);
+    memset(dst + i1, 0, (b->run - i1) * sizeof *dst);
   }
+  if (i1 <= i0) return DX_OK;
+  dx_status st = rs->io->read(rs->io->read_user, (size_t)lo, i1 - i0, b->in + i0, b->run, err);
+  if (st != DX_OK) return st;
+  for (int c = 0; c < rs->channels; c++) {
+    float *dst = b->in + (size_t)c * b->run;
+    for (size_t i = i0; i < i1; i++) dst[i] = (float)((dst[i] - rs->mean) * rs->scale);
+  }
+  return DX_OK;
 }
 
-static void chunk_fold(run_state *rs, const chunk_buf *b, const geometry *g, const float *w, size_t delay,
-                       const double *coef) {
-  size_t trim = (b->run - b->len) / 2, L = rs->length;
+static dx_status chunk_fold(run_state *rs, const chunk_buf *b, const pass *ps, dx_errbuf *err) {
+  size_t trim = (b->run - b->len) / 2, L = rs->length, R = rs->R;
   for (size_t j = 0; j < b->len; j++) {
     size_t t = b->off + j;
-    if (t < delay || t - delay >= L) continue;
-    size_t u = t - delay;
-    double f = (double)w[j] / weight_sum(g, w, t);
+    if (t < ps->delay || t - ps->delay >= L) continue;
+    size_t u = t - ps->delay;
+    if (u < rs->written || u - rs->written >= R)
+      return dx_fail(err, DX_ERR_INTERNAL, "chunk outside the open window (sample %zu, window from %zu)", u,
+                     rs->written);
+    double f = (double)ps->tri[j] / weight_sum(&ps->g, ps->tri, t);
     for (int s = 0; s < rs->sources; s++)
       for (int c = 0; c < rs->channels; c++) {
         const float *y = b->out + ((size_t)s * rs->channels + c) * b->run;
-        rs->out[((size_t)s * rs->channels + c) * L + u] += (float)(coef[s] * f) * y[trim + j];
+        rs->ring[((size_t)s * rs->channels + c) * R + u % R] += (float)(ps->coef[s] * f) * y[trim + j];
       }
   }
+  return DX_OK;
 }
 
-/* One pass of one model over the track delayed by `delay` samples. */
-static dx_status run_pass(run_state *rs, const dx_apply_model *m, size_t delay, const double *coef,
-                          chunk_buf *bufs, int jobs, const float **tri, size_t *tri_len, dx_errbuf *err) {
-  const dx_apply_params *p = rs->p;
-  geometry g;
-  dx_status st = model_geometry(m, p, rs->length + delay, &g, err);
-  if (st != DX_OK) return st;
-  if (*tri_len != g.seg) {
-    free((void *)*tri);
-    *tri_len = 0;
-    float *w = p->split ? triangle(g.seg, p->transition_power) : malloc(g.seg * sizeof *w);
-    *tri = w;
-    if (!w) return DX_ERR_NOMEM;
-    if (!p->split)
-      for (size_t i = 0; i < g.seg; i++) w[i] = 1.0f; /* one chunk: no blending */
-    *tri_len = g.seg;
+/* Finalise samples [written, upto): undo the normalisation, hand them to
+ * io->write, clear their ring slots. */
+static dx_status flush_to(run_state *rs, size_t upto, dx_errbuf *err) {
+  const size_t SC = (size_t)rs->sources * rs->channels, R = rs->R;
+  while (rs->written < upto) {
+    size_t u0 = rs->written, pos = u0 % R, n = upto - u0;
+    if (n > STAGE) n = STAGE;
+    if (n > R - pos) n = R - pos;
+    for (size_t sc = 0; sc < SC; sc++) {
+      float *src = rs->ring + sc * R + pos, *dst = rs->stage + sc * n;
+      if (rs->normalize)
+        for (size_t i = 0; i < n; i++) dst[i] = src[i] * rs->a + rs->b;
+      else
+        memcpy(dst, src, n * sizeof *dst);
+      memset(src, 0, n * sizeof *src);
+    }
+    dx_status st = rs->io->write(rs->io->write_user, u0, n, rs->stage, err);
+    if (st != DX_OK) return st;
+    rs->written += n;
   }
-  size_t n = chunks_in(&g);
-  for (size_t k0 = 0; k0 < n; k0 += (size_t)jobs) {
-    int batch = (int)((n - k0) < (size_t)jobs ? (n - k0) : (size_t)jobs);
-    for (int i = 0; i < batch; i++) {
-      chunk_buf *b = &bufs[i];
-      b->off = (k0 + (size_t)i) * g.stride;
-      b->len = g.win - b->off < g.seg ? g.win - b->off : g.seg;
+  return DX_OK;
+}
+
+/* Start (in track coordinates, may be negative) of a pass's next chunk. */
+static long long next_start(const pass *ps) { return (long long)(ps->next * ps->g.stride) - (long long)ps->delay; }
+
+/* Samples no chunk still to run can touch: [0, frontier). */
+static size_t frontier(const run_state *rs, const pass *ps, int n_pass) {
+  long long f = (long long)rs->length;
+  for (int i = 0; i < n_pass; i++)
+    if (ps[i].next < ps[i].n && next_start(&ps[i]) < f) f = next_start(&ps[i]);
+  return f < 0 ? 0 : (size_t)f;
+}
+
+/* Run every pass chunk by chunk, always taking the chunk that starts first
+ * (ties: the earlier pass), `jobs` at a time, folding in that order. */
+static dx_status run_all(run_state *rs, pass *ps, int n_pass, chunk_buf *bufs, int jobs, dx_errbuf *err) {
+  const dx_apply_params *p = rs->p;
+  for (;;) {
+    int batch = 0;
+    for (; batch < jobs; batch++) {
+      int best = -1;
+      for (int i = 0; i < n_pass; i++)
+        if (ps[i].next < ps[i].n && (best < 0 || next_start(&ps[i]) < next_start(&ps[best]))) best = i;
+      if (best < 0) break;
+      pass *q = &ps[best];
+      chunk_buf *b = &bufs[batch];
+      b->pass = best;
+      b->off = q->next++ * q->g.stride;
+      b->len = q->g.win - b->off < q->g.seg ? q->g.win - b->off : q->g.seg;
+      const dx_apply_model *m = q->m;
       if (m->fixed_length && p->segment > 0 && p->split)
         b->run = seconds_to_samples(p->segment, m->samplerate);
       else
@@ -268,13 +328,15 @@ static dx_status run_pass(run_state *rs, const dx_apply_model *m, size_t delay, 
       if (b->run < b->len)
         return dx_fail(err, DX_ERR_INVALID, "model cannot run a chunk of %zu samples (at most %zu)", b->len, b->run);
       if (chunk_reserve(b, b->run, rs->channels, rs->sources) != DX_OK) return DX_ERR_NOMEM;
-      chunk_fill(rs, b, delay);
+      dx_status st = chunk_fill(rs, b, q->delay, err);
+      if (st != DX_OK) return st;
     }
+    if (batch == 0) break;
     fwd_task tasks[batch];
     pthread_t th[batch];
     int started[batch];
     for (int i = 0; i < batch; i++) {
-      tasks[i] = (fwd_task){m, i, bufs[i].in, bufs[i].run, bufs[i].out, DX_OK, {{0}}};
+      tasks[i] = (fwd_task){ps[bufs[i].pass].m, i, bufs[i].in, bufs[i].run, bufs[i].out, DX_OK, {{0}}};
       started[i] = 0;
       if (batch > 1 && i > 0 && pthread_create(&th[i], NULL, fwd_thread, &tasks[i]) == 0) started[i] = 1;
     }
@@ -288,18 +350,21 @@ static dx_status run_pass(run_state *rs, const dx_apply_model *m, size_t delay, 
         return tasks[i].st;
       }
     for (int i = 0; i < batch; i++) {
-      chunk_fold(rs, &bufs[i], &g, *tri, delay, coef);
+      dx_status st = chunk_fold(rs, &bufs[i], &ps[bufs[i].pass], err);
+      if (st != DX_OK) return st;
       rs->done++;
       if (p->progress && p->progress(p->progress_user, rs->done, rs->total))
         return dx_fail(err, DX_ERR_CANCELLED, "separation cancelled");
     }
+    dx_status st = flush_to(rs, frontier(rs, ps, n_pass), err);
+    if (st != DX_OK) return st;
   }
-  return DX_OK;
+  return flush_to(rs, rs->length, err);
 }
 
-static dx_status check_args(const dx_apply_model *models, int n_models, const float *weights, const float *mix,
-                            size_t length, const dx_apply_params *p, float *out, dx_errbuf *err) {
-  if (!models || n_models < 1 || !mix || !out || !p) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+static dx_status check_args(const dx_apply_model *models, int n_models, const float *weights, size_t length,
+                            const dx_apply_params *p, dx_errbuf *err) {
+  if (!models || n_models < 1 || !p) return dx_fail(err, DX_ERR_INVALID, "missing argument");
   if (length == 0) return dx_fail(err, DX_ERR_EMPTY, "empty track");
   const dx_apply_model *m0 = &models[0];
   if (m0->n_sources < 1 || m0->channels < 1 || m0->samplerate < 1)
@@ -329,82 +394,162 @@ static dx_status check_args(const dx_apply_model *models, int n_models, const fl
   return DX_OK;
 }
 
-dx_status dx_apply_run(const dx_apply_model *models, int n_models, const float *weights, const float *mix,
-                       size_t length, const dx_apply_params *p, float *out, dx_errbuf *err) {
-  dx_status st = check_args(models, n_models, weights, mix, length, p, out, err);
+/* Mean and unbiased std of the mono mix, in double, in two reading passes
+ * (the same sums, in the same order, as over a buffer in memory). */
+static dx_status mix_stats(run_state *rs, double *mean, double *sd, dx_errbuf *err) {
+  const size_t L = rs->length, C = (size_t)rs->channels;
+  float *buf = malloc(STAGE * C * sizeof *buf);
+  if (!buf) return DX_ERR_NOMEM;
+  double s1 = 0, s2 = 0;
+  dx_status st = DX_OK;
+  for (int round = 0; round < 2 && st == DX_OK; round++)
+    for (size_t u0 = 0; u0 < L && st == DX_OK; u0 += STAGE) {
+      size_t n = L - u0 < STAGE ? L - u0 : STAGE;
+      if ((st = rs->io->read(rs->io->read_user, u0, n, buf, n, err)) != DX_OK) break;
+      for (size_t i = 0; i < n; i++) {
+        double v = 0;
+        for (size_t c = 0; c < C; c++) v += buf[c * n + i];
+        if (round == 0) {
+          v /= (double)C;
+          s1 += v;
+        } else {
+          v = v / (double)C - *mean;
+          s2 += v * v;
+        }
+      }
+      if (round == 0 && u0 + n >= L) *mean = s1 / (double)L;
+    }
+  free(buf);
+  *sd = L > 1 ? sqrt(s2 / (double)(L - 1)) : 0.0;
+  return st;
+}
+
+dx_status dx_apply_stream(const dx_apply_model *models, int n_models, const float *weights, const dx_apply_io *io,
+                          const dx_apply_params *p, dx_errbuf *err) {
+  if (!io || !io->read || !io->write) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+  dx_status st = check_args(models, n_models, weights, io->length, p, err);
   if (st != DX_OK) return st;
   const int C = models[0].channels, S = models[0].n_sources;
-  run_state rs = {mix, length, C, S, 0.0, 1.0, out, 0, 0, p};
-  double sd = 0.0;
+  const size_t length = io->length;
+  run_state rs;
+  memset(&rs, 0, sizeof rs);
+  rs.io = io;
+  rs.length = length;
+  rs.channels = C;
+  rs.sources = S;
+  rs.normalize = p->normalize;
+  rs.scale = 1.0;
+  rs.p = p;
   if (p->normalize) {
-    /* mean and unbiased std of the mono mix, in double */
-    double s1 = 0, s2 = 0;
-    for (size_t i = 0; i < length; i++) {
-      double v = 0;
-      for (int c = 0; c < C; c++) v += mix[(size_t)c * length + i];
-      v /= C;
-      s1 += v;
-    }
-    rs.mean = s1 / (double)length;
-    for (size_t i = 0; i < length; i++) {
-      double v = 0;
-      for (int c = 0; c < C; c++) v += mix[(size_t)c * length + i];
-      v = v / C - rs.mean;
-      s2 += v * v;
-    }
-    sd = length > 1 ? sqrt(s2 / (double)(length - 1)) : 0.0;
+    double sd = 0;
+    if ((st = mix_stats(&rs, &rs.mean, &sd, err)) != DX_OK) return st;
     rs.scale = 1.0 / (sd + 1e-8);
+    rs.a = (float)(sd + 1e-8);
+    rs.b = (float)rs.mean;
   }
-  memset(out, 0, (size_t)S * C * length * sizeof *out);
 
   /* Draw every shift first (model by model, shift by shift, as the official
    * code draws them) so that the progress total is exact. */
-  int passes = p->shifts > 0 ? p->shifts : 1;
-  double *coef = malloc((size_t)S * sizeof *coef);
+  const int shifts = p->shifts > 0 ? p->shifts : 1, n_pass = n_models * shifts;
+  pass *ps = calloc((size_t)n_pass, sizeof *ps);
+  double *coefs = malloc((size_t)n_pass * S * sizeof *coefs);
   chunk_buf *bufs = calloc((size_t)p->jobs, sizeof *bufs);
-  size_t *delays = malloc((size_t)n_models * passes * sizeof *delays);
-  if (!coef || !bufs || !delays) {
-    free(coef);
-    free(bufs);
-    free(delays);
-    return DX_ERR_NOMEM;
+  if (!ps || !coefs || !bufs) {
+    st = DX_ERR_NOMEM;
+    goto done;
   }
   dx_apply_rng rng;
   dx_apply_rng_seed(&rng, p->seed);
+  size_t max_seg = 0, max_stride = 0;
   for (int m = 0; m < n_models; m++)
-    for (int sh = 0; sh < passes; sh++) {
-      size_t d = 0;
+    for (int sh = 0; sh < shifts; sh++) {
+      pass *q = &ps[m * shifts + sh];
+      q->m = &models[m];
       uint32_t max_shift = (uint32_t)(models[m].samplerate / 2); /* int(0.5 * samplerate) */
-      if (p->shifts > 0) d = max_shift - dx_apply_rng_randint(&rng, 0, max_shift);
-      delays[(size_t)m * passes + sh] = d;
-      geometry g;
-      if (model_geometry(&models[m], p, length + d, &g, NULL) == DX_OK) rs.total += chunks_in(&g);
+      if (p->shifts > 0) q->delay = max_shift - dx_apply_rng_randint(&rng, 0, max_shift);
+      if ((st = model_geometry(q->m, p, length + q->delay, &q->g, err)) != DX_OK) goto done;
+      q->n = chunks_in(&q->g);
+      rs.total += q->n;
+      if (q->g.seg > max_seg) max_seg = q->g.seg;
+      if (q->g.stride > max_stride) max_stride = q->g.stride;
+      q->coef = coefs + (size_t)(m * shifts + sh) * S;
+      for (int k = 0; k < S; k++) {
+        double tot = 0;
+        for (int j = 0; j < n_models; j++) tot += weights ? weights[(size_t)j * S + k] : 1.0;
+        q->coef[k] = (weights ? weights[(size_t)m * S + k] : 1.0) / tot / shifts;
+      }
+      for (int i = 0; i < m * shifts + sh && !q->tri; i++)
+        if (ps[i].g.seg == q->g.seg) q->tri = ps[i].tri;
+      if (!q->tri) {
+        float *w = p->split ? triangle(q->g.seg, p->transition_power) : malloc(q->g.seg * sizeof *w);
+        if (!w) {
+          st = DX_ERR_NOMEM;
+          goto done;
+        }
+        if (!p->split)
+          for (size_t i = 0; i < q->g.seg; i++) w[i] = 1.0f; /* one chunk: no blending */
+        q->tri = w;
+        q->owns_tri = 1;
+      }
     }
-  const float *tri = NULL;
-  size_t tri_len = 0;
-  for (int m = 0; m < n_models && st == DX_OK; m++) {
-    for (int k = 0; k < S; k++) {
-      double tot = 0;
-      for (int j = 0; j < n_models; j++) tot += weights ? weights[(size_t)j * S + k] : 1.0;
-      coef[k] = (weights ? weights[(size_t)m * S + k] : 1.0) / tot / passes;
-    }
-    for (int sh = 0; sh < passes && st == DX_OK; sh++) {
-      st = run_pass(&rs, &models[m], delays[(size_t)m * passes + sh], coef, bufs, p->jobs, &tri, &tri_len, err);
-    }
+  /* The open window: chunks run in order of their start, `jobs` at a time,
+   * so none reaches further than a segment and jobs + 1 strides past the
+   * first sample not yet final. */
+  rs.R = max_seg + ((size_t)p->jobs + 1) * max_stride + 1;
+  if (rs.R > length) rs.R = length;
+  rs.ring = calloc(rs.R * (size_t)S * C, sizeof *rs.ring);
+  rs.stage = malloc((size_t)STAGE * S * C * sizeof *rs.stage);
+  if (!rs.ring || !rs.stage) {
+    st = dx_fail(err, DX_ERR_NOMEM, "out of memory for the output window (%zu samples)", rs.R);
+    goto done;
   }
-  free((void *)tri);
-  for (int i = 0; i < p->jobs; i++) {
-    free(bufs[i].in);
-    free(bufs[i].out);
-  }
+  st = run_all(&rs, ps, n_pass, bufs, p->jobs, err);
+done:
+  if (ps)
+    for (int i = 0; i < n_pass; i++)
+      if (ps[i].owns_tri) free((void *)ps[i].tri);
+  if (bufs)
+    for (int i = 0; i < p->jobs; i++) {
+      free(bufs[i].in);
+      free(bufs[i].out);
+    }
   free(bufs);
-  free(coef);
-  free(delays);
-  if (st != DX_OK) return st;
-  if (p->normalize) {
-    float a = (float)(sd + 1e-8), b = (float)rs.mean;
-    size_t n = (size_t)S * C * length;
-    for (size_t i = 0; i < n; i++) out[i] = out[i] * a + b;
-  }
+  free(ps);
+  free(coefs);
+  free(rs.ring);
+  free(rs.stage);
+  return st;
+}
+
+/* ---- the whole track in memory ---- */
+
+typedef struct {
+  const float *mix;
+  float *out;
+  size_t length;
+  int channels, sources;
+} mem_io;
+
+static dx_status mem_read(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err) {
+  (void)err;
+  const mem_io *m = user;
+  for (int c = 0; c < m->channels; c++)
+    memcpy(dst + (size_t)c * stride, m->mix + (size_t)c * m->length + offset, n * sizeof *dst);
   return DX_OK;
+}
+
+static dx_status mem_write(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err) {
+  (void)err;
+  const mem_io *m = user;
+  for (size_t sc = 0; sc < (size_t)m->sources * m->channels; sc++)
+    memcpy(m->out + sc * m->length + offset, src + sc * n, n * sizeof *src);
+  return DX_OK;
+}
+
+dx_status dx_apply_run(const dx_apply_model *models, int n_models, const float *weights, const float *mix,
+                       size_t length, const dx_apply_params *p, float *out, dx_errbuf *err) {
+  if (!models || n_models < 1 || !mix || !out) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+  mem_io m = {mix, out, length, models[0].channels, models[0].n_sources};
+  dx_apply_io io = {length, mem_read, &m, mem_write, &m};
+  return dx_apply_stream(models, n_models, weights, &io, p, err);
 }

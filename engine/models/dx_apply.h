@@ -14,16 +14,19 @@
  *     zeros outside), centre-trims, and blends chunks with triangular weights;
  *   - weights models per source: out[k] = sum_m w[m][k] out_m[k] / sum_m w[m][k].
  *
- * Memory: the input is read in place (normalised chunk by chunk) and every
- * chunk's output is folded straight into `out` with its final coefficient
- * (shift average, bag weight and the triangle's local normalisation), so
- * besides `out` only a few chunk-sized buffers per worker are held, whatever
- * the track's length.
+ * Memory: dx_apply_stream reads the track through a callback and hands the
+ * finished output to another, in order, as soon as no chunk still to run can
+ * touch it: besides a few chunk-sized buffers per worker it holds only the
+ * open window of the blended output, [sources][channels][segment + (jobs+1)
+ * strides], whatever the track's length. Every (model, shift) pass runs in
+ * step with the others: chunks go in order of their start in the track.
+ * dx_apply_run is the same procedure over buffers in memory.
  *
- * Threading: dx_apply_run runs up to params.jobs forwards at once on threads
- * of its own (worker index 0..jobs-1 passed to the callback); chunk outputs
- * are folded in a fixed order, so results do not depend on jobs. The
- * progress callback is called from the calling thread. */
+ * Threading: dx_apply_run and dx_apply_stream run up to params.jobs forwards
+ * at once on threads of their own (worker index 0..jobs-1 passed to the
+ * callback); chunk outputs are folded in a fixed order, so results do not
+ * depend on jobs. The progress, read and write callbacks are called from the
+ * calling thread. */
 #ifndef DX_APPLY_H
 #define DX_APPLY_H
 
@@ -76,6 +79,27 @@ dx_apply_params dx_apply_default_params(void);
  * or the first error a forward returned; out is then undefined. */
 dx_status dx_apply_run(const dx_apply_model *models, int n_models, const float *weights, const float *mix,
                        size_t length, const dx_apply_params *params, float *out, dx_errbuf *err);
+
+/* The track as dx_apply_stream sees it. */
+typedef struct {
+  size_t length; /* samples per channel */
+  /* Copy samples [offset, offset + n) of every channel (offset + n <= length)
+   * to dst[c * stride + i]. Called for the normalisation statistics (twice,
+   * in order) and for every chunk (in order of chunk start, overlapping). */
+  dx_status (*read)(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err);
+  void *read_user;
+  /* Take the final output for samples [offset, offset + n), src
+   * [sources][channels][n] (valid during the call only). Called in order,
+   * every sample exactly once; a non-OK return stops the run with it. */
+  dx_status (*write)(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err);
+  void *write_user;
+} dx_apply_io;
+
+/* The same as dx_apply_run with the track read and the result written through
+ * io, in bounded memory. Statuses as dx_apply_run, or the first non-OK status
+ * a read or write returned (they write their own details into err). */
+dx_status dx_apply_stream(const dx_apply_model *models, int n_models, const float *weights, const dx_apply_io *io,
+                          const dx_apply_params *p, dx_errbuf *err);
 
 /* The shift generator: MT19937 seeded as CPython's random.seed(int), and
  * randint(a, b) inclusive drawing as CPython does, so a run's offsets can be

@@ -9,14 +9,15 @@
  * mix minus the harmonic stem, so the two masks are complementary and the
  * stems add back to the mix exactly (up to one float rounding).
  *
- * Memory: the track is processed in blocks of frames with a 15-frame halo;
- * besides `out` only block-sized buffers are held.
+ * Memory: the track is processed in blocks of 256 frames with a 15-frame
+ * halo; dx_hpss_stream holds only block-sized buffers whatever the length.
  * Threading: any thread; FFTW plans are created under a lock. */
 #ifndef DX_HPSS_H
 #define DX_HPSS_H
 
 #include <stddef.h>
 
+#include "dx_apply.h"
 #include "dx_error.h"
 
 typedef struct {
@@ -37,5 +38,10 @@ dx_hpss_params dx_hpss_default_params(void);
  * DX_ERR_EMPTY for length 0, DX_ERR_NOMEM, DX_ERR_CANCELLED. */
 dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hpss_params *p, float *out,
                       dx_errbuf *err);
+
+/* The same, streamed: the track [channels][io->length] is read and the stems
+ * [2][channels][n] written through io (dx_apply.h's contract, 2 sources).
+ * Statuses as dx_hpss_run, or the first non-OK one a read or write returned. */
+dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_params *p, dx_errbuf *err);
 
 #endif

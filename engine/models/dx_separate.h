@@ -6,7 +6,9 @@
  * converts the audio as the official code does (resample to the model's rate
  * with soxr, remix channels), applies the long-track procedure (dx_apply.h)
  * or hpss, and gives stems at the model's rate, optionally as two stems
- * (STEM and no_STEM).
+ * (STEM and no_STEM). dx_separator_run_file does all of it from a file to
+ * stem files in bounded memory (tracks of hours); dx_separator_run works on
+ * a track held in memory.
  *
  * The cache keeps a few loaded separators warm, keyed by model folder, name
  * and the checkpoint files' mtimes and sizes, so a replaced file is reloaded.
@@ -86,6 +88,22 @@ dx_status dx_separator_run(const dx_separator *s, dx_backend *const *backends, c
  * paths (optional) receive the file
  * paths, DX_STEMS_MAX of them, each 1024 bytes. */
 dx_status dx_stems_write(dx_stems *st, const char *dir, dx_audio_encoding enc, char (*paths)[1024], dx_errbuf *err);
+
+/* Separate the audio file in_path into dir/<stem>.<ext> (dir is created),
+ * streaming: the file is read in blocks (through a float32 scratch file in
+ * dir, deleted at once, when it must be resampled or cannot seek), and the
+ * stems are written as they are finished, so memory stays bounded (a few
+ * segments' worth) whatever the track's length; results equal
+ * dx_audio_load + dx_separator_convert + dx_separator_run + dx_stems_write
+ * (the rescale clip mode included: stems pass through float32 scratch files
+ * until their peak is known). max_seconds > 0 refuses longer audio
+ * (DX_ERR_TOO_LONG). On success info gets n, names, channels, samplerate and
+ * frames (data stays NULL) and paths (optional, DX_STEMS_MAX x 1024) the
+ * files. On failure (any dx_audio_load or dx_separator_run status,
+ * DX_ERR_CANCELLED, DX_ERR_IO) no stem file and no scratch file is left. */
+dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backends, const char *in_path,
+                                double max_seconds, const dx_separate_params *p, const char *dir,
+                                dx_audio_encoding enc, dx_stems *info, char (*paths)[1024], dx_errbuf *err);
 
 /* ---- a small shared cache of loaded separators ---- */
 

@@ -1,6 +1,12 @@
 /* hpss.c: harmonic/percussive separation by median filtering (see
  * dx_hpss.h), block by block over the frames so that long tracks need no
  * track-long spectrogram.
+ * Streamed: frames go block by block for every channel; a block reads its
+ * samples (with the halo the median along time needs) through the io
+ * callback, adds its inverse frames into a window of the harmonic output one
+ * block and one n_fft long, and the samples no later frame reaches are
+ * normalised and written (harmonic, and percussive = mix - harmonic).
+ * Same operations in the same order as over the whole track.
  * Threading: any thread; FFTW plan creation is serialised by plan_lock. */
 #include "dx_hpss.h"
 
@@ -97,12 +103,13 @@ static dx_status fft_init(fft_state *s, int n_fft, int hop) {
   return s->fwd && s->inv ? DX_OK : DX_ERR_NOMEM;
 }
 
-/* Spectrum of frame f of x (centred, zeros outside the signal) into dst. */
-static void stft_frame(fft_state *s, const float *x, size_t L, long f, fftwf_complex *dst) {
+/* Spectrum of frame f (centred, zeros outside the track of L samples) into
+ * dst; x holds track samples [x0, ...) that cover the frame. */
+static void stft_frame(fft_state *s, const float *x, long x0, size_t L, long f, fftwf_complex *dst) {
   long start = f * s->hop - s->n_fft / 2;
   for (int i = 0; i < s->n_fft; i++) {
     long t = start + i;
-    s->frame[i] = (t >= 0 && t < (long)L) ? x[t] * s->win[i] : 0.0f;
+    s->frame[i] = (t >= 0 && t < (long)L) ? x[t - x0] * s->win[i] : 0.0f;
   }
   fftwf_execute(s->fwd);
   memcpy(dst, s->spec, (size_t)s->bins * sizeof *dst);
@@ -128,9 +135,51 @@ static double window_sumsq(const fft_state *s, long t, long n_frames) {
   return acc;
 }
 
-dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hpss_params *p, float *out,
-                      dx_errbuf *err) {
-  if (!mix || !out || !p || channels < 1) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+/* Finalise samples [written, upto): window-sum normalisation of the harmonic
+ * ring, percussive = mix - harmonic, hand both to io->write. */
+typedef struct {
+  const dx_apply_io *io;
+  const fft_state *s;
+  int channels;
+  size_t length;
+  long nF;
+  float *h;     /* [C][R] harmonic accumulation, sample t at t % R */
+  size_t R, written;
+  float *stage; /* [2][C][STAGE] */
+  float *mixb;  /* [C][STAGE] */
+} hpss_out;
+
+#define STAGE 8192
+
+static dx_status hpss_flush(hpss_out *o, size_t upto, dx_errbuf *err) {
+  const size_t C = (size_t)o->channels;
+  while (o->written < upto) {
+    size_t t0 = o->written, pos = t0 % o->R, n = upto - t0;
+    if (n > STAGE) n = STAGE;
+    if (n > o->R - pos) n = o->R - pos;
+    dx_status st = o->io->read(o->io->read_user, t0, n, o->mixb, n, err);
+    if (st != DX_OK) return st;
+    for (size_t i = 0; i < n; i++) {
+      /* the sum is periodic in t with period hop away from the edges */
+      double w = window_sumsq(o->s, (long)(t0 + i), o->nF);
+      float g = w > FLT_MIN ? (float)(1.0 / w) : 1.0f;
+      for (size_t c = 0; c < C; c++) {
+        float *hc = o->h + c * o->R + pos;
+        float hv = hc[i] * g;
+        hc[i] = 0.0f;
+        o->stage[c * n + i] = hv;
+        o->stage[(C + c) * n + i] = o->mixb[c * n + i] - hv;
+      }
+    }
+    if ((st = o->io->write(o->io->write_user, t0, n, o->stage, err)) != DX_OK) return st;
+    o->written += n;
+  }
+  return DX_OK;
+}
+
+dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_params *p, dx_errbuf *err) {
+  if (!io || !io->read || !io->write || !p || channels < 1) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+  const size_t length = io->length;
   if (length == 0) return dx_fail(err, DX_ERR_EMPTY, "empty track");
   if (p->n_fft < 16 || (p->n_fft & 1) || p->hop < 1 || p->hop > p->n_fft || p->win_harm < 1 || !(p->win_harm & 1) ||
       p->win_perc < 1 || !(p->win_perc & 1) || !(p->power > 0))
@@ -138,33 +187,44 @@ dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hp
   fft_state s;
   dx_status st = fft_init(&s, p->n_fft, p->hop);
   const long nF = 1 + (long)(length / (size_t)p->hop), hh = p->win_harm / 2, hp = p->win_perc / 2;
+  const long half = p->n_fft / 2;
   const int bins = s.bins;
   const long ext_max = BLOCK_FRAMES + 2 * hh;
+  const size_t C = (size_t)channels;
+  /* input span of a block with its halo, and the open window of the output */
+  const size_t span = (size_t)((ext_max - 1) * p->hop + p->n_fft);
+  hpss_out o = {io, &s, channels, length, nF, NULL, 0, 0, NULL, NULL};
+  o.R = (size_t)(BLOCK_FRAMES * p->hop + p->n_fft + 1);
   fftwf_complex *spec = fftwf_malloc((size_t)ext_max * bins * sizeof *spec);
   float *mag = malloc((size_t)ext_max * bins * sizeof *mag);
   int wmax = p->win_harm > p->win_perc ? p->win_harm : p->win_perc;
   float *tmp = malloc((size_t)wmax * sizeof *tmp);
-  if (st != DX_OK || !spec || !mag || !tmp) {
-    fft_free(&s);
-    fftwf_free(spec);
-    free(mag);
-    free(tmp);
-    return dx_fail(err, DX_ERR_NOMEM, "out of memory for hpss");
+  float *xin = malloc(span * C * sizeof *xin);
+  o.h = calloc(o.R * C, sizeof *o.h);
+  o.stage = malloc((size_t)STAGE * 2 * C * sizeof *o.stage);
+  o.mixb = malloc((size_t)STAGE * C * sizeof *o.mixb);
+  if (st != DX_OK || !spec || !mag || !tmp || !xin || !o.h || !o.stage || !o.mixb) {
+    st = dx_fail(err, DX_ERR_NOMEM, "out of memory for hpss");
+    goto done;
   }
-  float *harm_all = out, *perc_all = out + (size_t)channels * length;
-  memset(harm_all, 0, (size_t)channels * length * sizeof *out);
-  size_t blocks = (size_t)((nF + BLOCK_FRAMES - 1) / BLOCK_FRAMES), done = 0, total = blocks * (size_t)channels;
+  size_t blocks = (size_t)((nF + BLOCK_FRAMES - 1) / BLOCK_FRAMES), done = 0, total = blocks * C;
   const float inv_n = 1.0f / (float)p->n_fft;
 
-  for (int c = 0; c < channels && st == DX_OK; c++) {
-    const float *x = mix + (size_t)c * length;
-    float *h = harm_all + (size_t)c * length;
-    for (long f0 = 0; f0 < nF && st == DX_OK; f0 += BLOCK_FRAMES) {
-      long f1 = f0 + BLOCK_FRAMES < nF ? f0 + BLOCK_FRAMES : nF;
-      long e0 = f0 - hh < 0 ? 0 : f0 - hh, e1 = f1 + hh > nF ? nF : f1 + hh;
+  for (long f0 = 0; f0 < nF && st == DX_OK; f0 += BLOCK_FRAMES) {
+    long f1 = f0 + BLOCK_FRAMES < nF ? f0 + BLOCK_FRAMES : nF;
+    long e0 = f0 - hh < 0 ? 0 : f0 - hh, e1 = f1 + hh > nF ? nF : f1 + hh;
+    /* samples [x0, x0 + span) cover every frame of e0..e1 */
+    long x0 = e0 * p->hop - half;
+    long lo = x0 < 0 ? 0 : x0, hi = x0 + (long)span < (long)length ? x0 + (long)span : (long)length;
+    for (size_t c = 0; c < C; c++) memset(xin + c * span, 0, span * sizeof *xin);
+    if (hi > lo && (st = io->read(io->read_user, (size_t)lo, (size_t)(hi - lo), xin + (lo - x0), span, err)) != DX_OK)
+      break;
+    for (size_t c = 0; c < C && st == DX_OK; c++) {
+      const float *x = xin + c * span;
+      float *h = o.h + c * o.R;
       for (long f = e0; f < e1; f++) {
         fftwf_complex *d = spec + (size_t)(f - e0) * bins;
-        stft_frame(&s, x, length, f, d);
+        stft_frame(&s, x, x0, length, f, d);
         float *m = mag + (size_t)(f - e0) * bins;
         for (int k = 0; k < bins; k++) m[k] = hypotf(d[k][0], d[k][1]);
       }
@@ -181,29 +241,59 @@ dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hp
           s.spec[k][1] = d[k][1] * mk;
         }
         fftwf_execute(s.inv);
-        long start = f * p->hop - p->n_fft / 2;
+        long start = f * p->hop - half;
         for (int i = 0; i < p->n_fft; i++) {
           long t = start + i;
-          if (t >= 0 && t < (long)length) h[t] += s.frame[i] * inv_n * s.win[i];
+          if (t >= 0 && t < (long)length) h[(size_t)t % o.R] += s.frame[i] * inv_n * s.win[i];
         }
       }
       done++;
       if (p->progress && p->progress(p->progress_user, done, total))
         st = dx_fail(err, DX_ERR_CANCELLED, "separation cancelled");
     }
+    /* no frame from f1 on reaches before f1 * hop - n_fft / 2 */
+    long fin = f1 >= nF ? (long)length : f1 * p->hop - half;
+    if (st == DX_OK && fin > (long)o.written) st = hpss_flush(&o, fin < (long)length ? (size_t)fin : length, err);
   }
-  if (st == DX_OK) {
-    /* window-sum normalisation; the sum is periodic in t with period hop away from the edges */
-    for (size_t t = 0; t < length; t++) {
-      double w = window_sumsq(&s, (long)t, nF);
-      float g = w > FLT_MIN ? (float)(1.0 / w) : 1.0f;
-      for (int c = 0; c < channels; c++) harm_all[(size_t)c * length + t] *= g;
-    }
-    for (size_t i = 0; i < (size_t)channels * length; i++) perc_all[i] = mix[i] - harm_all[i];
-  }
+done:
   fft_free(&s);
   fftwf_free(spec);
   free(mag);
   free(tmp);
+  free(xin);
+  free(o.h);
+  free(o.stage);
+  free(o.mixb);
   return st;
+}
+
+typedef struct {
+  const float *mix;
+  float *out;
+  size_t length;
+  int channels;
+} mem_io;
+
+static dx_status mem_read(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err) {
+  (void)err;
+  const mem_io *m = user;
+  for (int c = 0; c < m->channels; c++)
+    memcpy(dst + (size_t)c * stride, m->mix + (size_t)c * m->length + offset, n * sizeof *dst);
+  return DX_OK;
+}
+
+static dx_status mem_write(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err) {
+  (void)err;
+  const mem_io *m = user;
+  for (size_t sc = 0; sc < 2 * (size_t)m->channels; sc++)
+    memcpy(m->out + sc * m->length + offset, src + sc * n, n * sizeof *src);
+  return DX_OK;
+}
+
+dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hpss_params *p, float *out,
+                      dx_errbuf *err) {
+  if (!mix || !out) return dx_fail(err, DX_ERR_INVALID, "missing argument");
+  mem_io m = {mix, out, length, channels};
+  dx_apply_io io = {length, mem_read, &m, mem_write, &m};
+  return dx_hpss_stream(channels, &io, p, err);
 }

@@ -1,7 +1,8 @@
 /* separate.c: whole-track separation with a named model (see dx_separate.h):
  * loading bags of checkpoints, converting audio, running the long-track
  * procedure or hpss, two-stem output, writing stems, and a small cache of
- * warm models.
+ * warm models. dx_separator_run_file streams a file to stem files in
+ * bounded memory; dx_separator_run works on a track in memory.
  * Threading: separators are read-only after loading; the cache is guarded by
  * cache_lock (loading happens under it, so two workers asking for the same
  * model load it once). */
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "dx_apply.h"
 #include "dx_hpss.h"
@@ -163,11 +165,10 @@ static dx_status fwd_run(void *user, int worker, const float *in, size_t length,
   return dx_model_forward(u->m, u->backends[worker], in, length, out, err);
 }
 
-static dx_status run_models(const dx_separator *s, dx_backend *const *backends, const dx_audio *a,
-                            const dx_separate_params *p, float *out, dx_errbuf *err) {
-  dx_apply_model am[DX_REGISTRY_MAX_FILES];
-  fwd_user users[DX_REGISTRY_MAX_FILES];
-  float weights[DX_REGISTRY_MAX_FILES * DX_STEMS_MAX];
+/* The bag as dx_apply sees it: am, users and weights are filled for
+ * s->n_models models; ap from p. */
+static void bag_setup(const dx_separator *s, dx_backend *const *backends, const dx_separate_params *p,
+                      dx_apply_model *am, fwd_user *users, float *weights, dx_apply_params *ap) {
   for (int i = 0; i < s->n_models; i++) {
     const dx_model_info *in = dx_model_get_info(s->models[i]);
     users[i] = (fwd_user){s->models[i], backends};
@@ -179,25 +180,34 @@ static dx_status run_models(const dx_separator *s, dx_backend *const *backends, 
     for (int k = 0; k < s->n_sources; k++)
       weights[i * s->n_sources + k] = s->e.has_weights ? s->e.weights[i][k] : 1.0f;
   }
-  dx_apply_params ap = dx_apply_default_params();
-  ap.shifts = p->shifts;
-  ap.overlap = p->overlap;
-  ap.segment = p->segment;
-  ap.seed = p->seed;
-  ap.jobs = p->jobs;
-  ap.progress = p->progress;
-  ap.progress_user = p->progress_user;
+  *ap = dx_apply_default_params();
+  ap->shifts = p->shifts;
+  ap->overlap = p->overlap;
+  ap->segment = p->segment;
+  ap->seed = p->seed;
+  ap->jobs = p->jobs;
+  ap->progress = p->progress;
+  ap->progress_user = p->progress_user;
+}
+
+static dx_status run_models(const dx_separator *s, dx_backend *const *backends, const dx_audio *a,
+                            const dx_separate_params *p, float *out, dx_errbuf *err) {
+  dx_apply_model am[DX_REGISTRY_MAX_FILES];
+  fwd_user users[DX_REGISTRY_MAX_FILES];
+  float weights[DX_REGISTRY_MAX_FILES * DX_STEMS_MAX];
+  dx_apply_params ap;
+  bag_setup(s, backends, p, am, users, weights, &ap);
   return dx_apply_run(am, s->n_models, weights, a->data, a->frames, &ap, out, err);
 }
 
-dx_status dx_separator_run(const dx_separator *s, dx_backend *const *backends, const dx_audio *a,
-                           const dx_separate_params *p, dx_stems *out, dx_errbuf *err) {
-  memset(out, 0, sizeof *out);
-  int two = -1;
+/* Check params against s; *two gets the two-stems source (-1: every source). */
+static dx_status check_params(const dx_separator *s, dx_backend *const *backends, const dx_separate_params *p, int *two,
+                              dx_errbuf *err) {
+  *two = -1;
   if (p->two_stems && *p->two_stems) {
     for (int k = 0; k < s->n_sources; k++)
-      if (!strcmp(s->sources[k], p->two_stems)) two = k;
-    if (two < 0) {
+      if (!strcmp(s->sources[k], p->two_stems)) *two = k;
+    if (*two < 0) {
       char list[256] = "";
       for (int k = 0; k < s->n_sources; k++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", s->sources[k]);
@@ -211,7 +221,15 @@ dx_status dx_separator_run(const dx_separator *s, dx_backend *const *backends, c
                                         "for: the most is %.2f s", mx);
   if (p->jobs < 1 || (s->e.kind != DX_REG_HPSS && !backends))
     return dx_fail(err, DX_ERR_INVALID, "no backend to run on");
+  return DX_OK;
+}
 
+dx_status dx_separator_run(const dx_separator *s, dx_backend *const *backends, const dx_audio *a,
+                           const dx_separate_params *p, dx_stems *out, dx_errbuf *err) {
+  memset(out, 0, sizeof *out);
+  int two;
+  dx_status st0 = check_params(s, backends, p, &two, err);
+  if (st0 != DX_OK) return st0;
   dx_audio conv = {0};
   const dx_audio *in = a;
   dx_status st;
@@ -305,6 +323,122 @@ dx_status dx_stems_write(dx_stems *st, const char *dir, dx_audio_encoding enc, c
     if ((rc = dx_audio_write(path, x, st->channels, st->frames, st->samplerate, enc, err)) != DX_OK) return rc;
     if (paths) snprintf(paths[k], 1024, "%s", path);
   }
+  return DX_OK;
+}
+
+/* ---- file to files, streamed ---- */
+
+typedef struct {
+  const dx_separator *s;
+  dx_audio_reader *rd;
+  int n_out, two, other_add;
+  dx_audio_writer *w[DX_STEMS_MAX];
+  float *tmp; /* [2][C][n]: the mix, then no_STEM (two stems only) */
+  size_t tmp_cap;
+} file_sink;
+
+static dx_status sink_read(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err) {
+  return dx_audio_reader_read(((file_sink *)user)->rd, offset, n, dst, stride, err);
+}
+
+static dx_status sink_write(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err) {
+  file_sink *fs = user;
+  const size_t C = (size_t)fs->s->channels, CN = C * n;
+  dx_status st;
+  if (fs->two < 0) {
+    for (int k = 0; k < fs->n_out; k++)
+      if ((st = dx_audio_writer_write(fs->w[k], src + (size_t)k * CN, n, n, err)) != DX_OK) return st;
+    return DX_OK;
+  }
+  if (fs->tmp_cap < 2 * CN) {
+    float *t = realloc(fs->tmp, 2 * CN * sizeof *t);
+    if (!t) return DX_ERR_NOMEM;
+    fs->tmp = t;
+    fs->tmp_cap = 2 * CN;
+  }
+  const float *stem = src + (size_t)fs->two * CN;
+  float *rest = fs->tmp + CN;
+  int r = fs->two == 1 ? 0 : 1;
+  if (fs->other_add) { /* the same sums, in the same order, as dx_separator_run */
+    memcpy(rest, src + (size_t)r * CN, CN * sizeof *rest);
+    for (int k = 0; k < fs->s->n_sources; k++) {
+      if (k == fs->two || k == r) continue;
+      const float *o = src + (size_t)k * CN;
+      for (size_t i = 0; i < CN; i++) rest[i] += o[i];
+    }
+  } else {
+    if ((st = dx_audio_reader_read(fs->rd, offset, n, fs->tmp, n, err)) != DX_OK) return st;
+    for (size_t i = 0; i < CN; i++) rest[i] = fs->tmp[i] - stem[i];
+  }
+  if ((st = dx_audio_writer_write(fs->w[0], stem, n, n, err)) != DX_OK) return st;
+  return dx_audio_writer_write(fs->w[1], rest, n, n, err);
+}
+
+dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backends, const char *in_path,
+                                double max_seconds, const dx_separate_params *p, const char *dir,
+                                dx_audio_encoding enc, dx_stems *info, char (*paths)[1024], dx_errbuf *err) {
+  memset(info, 0, sizeof *info);
+  file_sink fs;
+  memset(&fs, 0, sizeof fs);
+  fs.s = s;
+  fs.other_add = p->other_add;
+  dx_status st = check_params(s, backends, p, &fs.two, err);
+  if (st != DX_OK) return st;
+  if ((st = dx_mkdirs(dir)) != DX_OK) return dx_fail(err, st, "cannot create %s", dir);
+  if ((st = dx_audio_reader_open(in_path, max_seconds, s->samplerate, s->channels, dir, &fs.rd, err)) != DX_OK) {
+    rmdir(dir); /* only when it is empty: nothing of ours is left */
+    return st;
+  }
+  size_t L = dx_audio_reader_frames(fs.rd);
+  info->channels = s->channels;
+  info->samplerate = s->samplerate;
+  info->frames = L;
+  if (fs.two < 0) {
+    info->n = s->n_sources;
+    for (int k = 0; k < s->n_sources; k++) snprintf(info->names[k], sizeof info->names[k], "%s", s->sources[k]);
+  } else {
+    info->n = 2;
+    snprintf(info->names[0], sizeof info->names[0], "%s", p->two_stems);
+    snprintf(info->names[1], sizeof info->names[1], "no_%s", p->two_stems);
+  }
+  fs.n_out = info->n;
+  char path[DX_STEMS_MAX][1024];
+  for (int k = 0; k < fs.n_out && st == DX_OK; k++) {
+    snprintf(path[k], sizeof path[k], "%s/%s.%s", dir, info->names[k], dx_audio_encoding_ext(enc));
+    st = dx_audio_writer_open(path[k], s->channels, s->samplerate, enc, DX_WRITER_RESCALE, &fs.w[k], err);
+  }
+  dx_apply_io io = {L, sink_read, &fs, sink_write, &fs};
+  if (st == DX_OK) {
+    if (s->e.kind == DX_REG_HPSS) {
+      dx_hpss_params hp = dx_hpss_default_params();
+      hp.progress = p->progress;
+      hp.progress_user = p->progress_user;
+      st = dx_hpss_stream(s->channels, &io, &hp, err);
+    } else {
+      dx_apply_model am[DX_REGISTRY_MAX_FILES];
+      fwd_user users[DX_REGISTRY_MAX_FILES];
+      float weights[DX_REGISTRY_MAX_FILES * DX_STEMS_MAX];
+      dx_apply_params ap;
+      bag_setup(s, backends, p, am, users, weights, &ap);
+      st = dx_apply_stream(am, s->n_models, weights, &io, &ap, err);
+    }
+  }
+  dx_audio_reader_close(fs.rd);
+  free(fs.tmp);
+  int closed = 0;
+  for (; st == DX_OK && closed < fs.n_out; closed++) {
+    st = dx_audio_writer_close(fs.w[closed], err);
+    fs.w[closed] = NULL;
+  }
+  if (st != DX_OK) {
+    for (int k = 0; k < fs.n_out; k++) dx_audio_writer_abort(fs.w[k]);
+    for (int k = 0; k < closed; k++) unlink(path[k]); /* no partial set of stems */
+    rmdir(dir);
+    memset(info, 0, sizeof *info);
+    return st;
+  }
+  if (paths)
+    for (int k = 0; k < fs.n_out; k++) snprintf(paths[k], 1024, "%s", path[k]);
   return DX_OK;
 }
 

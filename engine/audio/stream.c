@@ -1,0 +1,369 @@
+/* stream.c: audio files of any length in bounded memory (see dx_audio.h):
+ * a block writer with temporary name and rename (optionally rescaling by the
+ * whole file's peak through a float32 scratch file) and a random-access
+ * reader that converts rate and channels, reading WAV/AIFF/FLAC in place and
+ * anything else through a resampled float32 scratch file.
+ * Scratch files are unlinked as soon as they are created: a crash leaves
+ * nothing behind. Thread-safe: no shared state; one thread per object. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <soxr.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audio_internal.h"
+#include "dx_audio.h"
+
+/* ---- scratch files ---- */
+
+static int scratch_open(const char *dir, const char *hint) {
+  char tmpl[4200];
+  snprintf(tmpl, sizeof tmpl, "%s/.%s.scratch.XXXXXX", dir && *dir ? dir : "/tmp", hint);
+  int fd = mkstemp(tmpl);
+  if (fd >= 0) unlink(tmpl);
+  return fd;
+}
+
+static int write_all(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t off) {
+  char *p = buf;
+  while (n) {
+    ssize_t r = pread(fd, p, n, off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+    off += r;
+  }
+  return 0;
+}
+
+/* ---- writer ---- */
+
+struct dx_audio_writer {
+  char path[4096], tmp[4200];
+  SF_INFO si;
+  SNDFILE *sf; /* open on tmp (straight away, or at close with RESCALE) */
+  int rescale, fd;
+  float peak;
+  size_t frames;
+  float *block; /* [DX_AUDIO_BLOCK][channels] interleaved */
+};
+
+static dx_status enc_format(dx_audio_encoding enc, int *fmt) {
+  switch (enc) {
+  case DX_ENC_WAV_PCM16: *fmt = SF_FORMAT_WAV | SF_FORMAT_PCM_16; return DX_OK;
+  case DX_ENC_WAV_PCM24: *fmt = SF_FORMAT_WAV | SF_FORMAT_PCM_24; return DX_OK;
+  case DX_ENC_WAV_FLOAT: *fmt = SF_FORMAT_WAV | SF_FORMAT_FLOAT; return DX_OK;
+  case DX_ENC_FLAC: *fmt = SF_FORMAT_FLAC | SF_FORMAT_PCM_16; return DX_OK;
+  case DX_ENC_FLAC24: *fmt = SF_FORMAT_FLAC | SF_FORMAT_PCM_24; return DX_OK;
+  case DX_ENC_MP3: *fmt = SF_FORMAT_MPEG | SF_FORMAT_MPEG_LAYER_III; return DX_OK;
+  }
+  return DX_ERR_INVALID;
+}
+
+static dx_status writer_open_sf(dx_audio_writer *w, dx_errbuf *err) {
+  w->sf = sf_open(w->tmp, SFM_WRITE, &w->si);
+  if (!w->sf) return dx_fail(err, DX_ERR_IO, "cannot write %s: %s", w->path, sf_strerror(NULL));
+  sf_command(w->sf, SFC_SET_CLIPPING, NULL, SF_TRUE); /* integer formats clip instead of wrapping */
+  return DX_OK;
+}
+
+dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, dx_audio_encoding enc, int flags,
+                               dx_audio_writer **out, dx_errbuf *err) {
+  *out = NULL;
+  int fmt;
+  if (enc_format(enc, &fmt) != DX_OK) return dx_fail(err, DX_ERR_INVALID, "unknown encoding %d", (int)enc);
+  if (channels <= 0 || channels > 64 || samplerate <= 0) return dx_fail(err, DX_ERR_INVALID, "bad channel count or rate");
+  dx_audio_writer *w = calloc(1, sizeof *w);
+  if (!w) return DX_ERR_NOMEM;
+  w->block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)channels * sizeof *w->block);
+  if (!w->block) {
+    free(w);
+    return DX_ERR_NOMEM;
+  }
+  snprintf(w->path, sizeof w->path, "%s", path);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+  w->si.channels = channels;
+  w->si.samplerate = samplerate;
+  w->si.format = fmt;
+  w->fd = -1;
+  w->rescale = (flags & DX_WRITER_RESCALE) != 0;
+  dx_status s;
+  if (w->rescale) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0;
+    else snprintf(dir, sizeof dir, ".");
+    w->fd = scratch_open(dir, "stem");
+    s = w->fd < 0 ? dx_fail(err, DX_ERR_IO, "cannot create a scratch file next to %s: %s", path, strerror(errno))
+                  : DX_OK;
+  } else {
+    s = writer_open_sf(w, err);
+  }
+  if (s != DX_OK) {
+    free(w->block);
+    free(w);
+    return s;
+  }
+  *out = w;
+  return DX_OK;
+}
+
+dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t stride, size_t n, dx_errbuf *err) {
+  const size_t ch = (size_t)w->si.channels;
+  for (size_t done = 0; done < n;) {
+    size_t k = n - done < DX_AUDIO_BLOCK ? n - done : DX_AUDIO_BLOCK;
+    for (size_t i = 0; i < k; i++)
+      for (size_t c = 0; c < ch; c++) w->block[i * ch + c] = planar[c * stride + done + i];
+    if (w->rescale) {
+      for (size_t i = 0; i < k * ch; i++) w->peak = fmaxf(w->peak, fabsf(w->block[i]));
+      if (write_all(w->fd, w->block, k * ch * sizeof *w->block))
+        return dx_fail(err, DX_ERR_IO, "cannot write the scratch file for %s: %s", w->path, strerror(errno));
+    } else if (sf_writef_float(w->sf, w->block, (sf_count_t)k) != (sf_count_t)k) {
+      return dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
+    }
+    done += k;
+    w->frames += k;
+  }
+  return DX_OK;
+}
+
+static void writer_free(dx_audio_writer *w) {
+  if (w->fd >= 0) close(w->fd);
+  free(w->block);
+  free(w);
+}
+
+void dx_audio_writer_abort(dx_audio_writer *w) {
+  if (!w) return;
+  if (w->sf) sf_close(w->sf);
+  unlink(w->tmp);
+  writer_free(w);
+}
+
+dx_status dx_audio_writer_close(dx_audio_writer *w, dx_errbuf *err) {
+  dx_status s = DX_OK;
+  if (w->rescale) {
+    /* the whole file's peak is known now: scale as the official save_audio */
+    float g = 1.0f;
+    int scale = 1.01f * w->peak > 1.0f;
+    if (scale) g = 1.0f / (1.01f * w->peak);
+    const size_t ch = (size_t)w->si.channels;
+    s = writer_open_sf(w, err);
+    for (size_t done = 0; s == DX_OK && done < w->frames;) {
+      size_t k = w->frames - done < DX_AUDIO_BLOCK ? w->frames - done : DX_AUDIO_BLOCK;
+      if (pread_all(w->fd, w->block, k * ch * sizeof *w->block, (off_t)(done * ch * sizeof *w->block))) {
+        s = dx_fail(err, DX_ERR_IO, "cannot read back the scratch file for %s", w->path);
+        break;
+      }
+      if (scale)
+        for (size_t i = 0; i < k * ch; i++) w->block[i] *= g;
+      if (sf_writef_float(w->sf, w->block, (sf_count_t)k) != (sf_count_t)k)
+        s = dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
+      done += k;
+    }
+  }
+  if (w->sf) {
+    if (sf_close(w->sf) && s == DX_OK) s = dx_fail(err, DX_ERR_IO, "closing %s failed", w->path);
+    w->sf = NULL;
+  }
+  if (s == DX_OK && rename(w->tmp, w->path))
+    s = dx_fail(err, DX_ERR_IO, "cannot rename into %s: %s", w->path, strerror(errno));
+  if (s != DX_OK) unlink(w->tmp);
+  writer_free(w);
+  return s;
+}
+
+/* ---- reader ---- */
+
+struct dx_audio_reader {
+  SNDFILE *sf;          /* in place: the file itself */
+  int fd;               /* else: scratch file of interleaved float32 at the wanted rate */
+  int src_channels;     /* channels in the file (or scratch) */
+  int channels;         /* channels given out */
+  size_t frames;
+  float *block;         /* [DX_AUDIO_BLOCK][src_channels] */
+};
+
+size_t dx_audio_reader_frames(const dx_audio_reader *r) { return r->frames; }
+
+void dx_audio_reader_close(dx_audio_reader *r) {
+  if (!r) return;
+  if (r->sf) sf_close(r->sf);
+  if (r->fd >= 0) close(r->fd);
+  free(r->block);
+  free(r);
+}
+
+static int seekable_in_place(int fmt) {
+  switch (fmt & SF_FORMAT_TYPEMASK) {
+  case SF_FORMAT_WAV: case SF_FORMAT_WAVEX: case SF_FORMAT_RF64: case SF_FORMAT_AIFF: case SF_FORMAT_FLAC: return 1;
+  }
+  return 0;
+}
+
+/* Decode sf to the end, resampling from si->samplerate to rate when they
+ * differ, into r->fd; frames as dx_audio_resample gives them. */
+static dx_status decode_to_scratch(dx_audio_reader *r, SNDFILE *sf, const SF_INFO *si, int rate, dx_errbuf *err) {
+  const size_t ch = (size_t)si->channels, in_frames = (size_t)si->frames;
+  const int convert = rate != si->samplerate;
+  size_t olen = convert ? (size_t)(in_frames * ((double)rate / si->samplerate) + 0.5) : in_frames;
+  size_t ocap = 2 * DX_AUDIO_BLOCK + 64;
+  float *obuf = malloc(ocap * ch * sizeof *obuf);
+  soxr_t sx = NULL;
+  if (!obuf) return DX_ERR_NOMEM;
+  if (convert) {
+    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
+    soxr_error_t e = NULL;
+    sx = soxr_create(si->samplerate, rate, (unsigned)ch, &e, &io, &q, NULL);
+    if (!sx || e) {
+      free(obuf);
+      return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e ? e : "no resampler");
+    }
+  }
+  dx_status s = DX_OK;
+  size_t got = 0, put = 0;
+  for (int last = 0; s == DX_OK && put < olen;) {
+    size_t take = 0;
+    if (!last) {
+      sf_count_t n = got < in_frames ? sf_readf_float(sf, r->block, DX_AUDIO_BLOCK) : 0;
+      take = n > 0 ? (size_t)n : 0;
+      if (got + take > in_frames) take = in_frames - got; /* never past the declared length */
+      got += take;
+      if (take == 0) last = 1;
+    }
+    const float *out = r->block;
+    size_t produced = take;
+    if (convert) {
+      /* input NULL flushes what the filter still holds */
+      soxr_error_t e = soxr_process(sx, last ? NULL : r->block, take, NULL, obuf, ocap, &produced);
+      if (e) s = dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
+      out = obuf;
+      if (last && produced == 0) break;
+    } else if (last) {
+      break;
+    }
+    if (produced > olen - put) produced = olen - put;
+    if (s == DX_OK && produced && write_all(r->fd, out, produced * ch * sizeof *out))
+      s = dx_fail(err, DX_ERR_IO, "cannot write the scratch file: %s", strerror(errno));
+    put += produced;
+  }
+  if (s == DX_OK) {
+    int e = sf_error(sf);
+    if (e != SF_ERR_NO_ERROR) s = dx_fail(err, DX_ERR_CORRUPT, "decoding failed: %s", sf_error_number(e));
+    else if (got < in_frames)
+      s = dx_fail(err, DX_ERR_CORRUPT, "damaged audio: %zu of %zu frames decodable", got, in_frames);
+  }
+  /* a last sample or two the resampler did not give: zeros, as dx_audio_resample */
+  if (s == DX_OK && put < olen) {
+    memset(obuf, 0, ocap * ch * sizeof *obuf);
+    while (s == DX_OK && put < olen) {
+      size_t k = olen - put < ocap ? olen - put : ocap;
+      if (write_all(r->fd, obuf, k * ch * sizeof *obuf)) s = dx_fail(err, DX_ERR_IO, "cannot write the scratch file");
+      put += k;
+    }
+  }
+  soxr_delete(sx);
+  free(obuf);
+  r->frames = olen;
+  return s;
+}
+
+dx_status dx_audio_reader_open(const char *path, double max_seconds, int samplerate, int channels, const char *tmp_dir,
+                               dx_audio_reader **out, dx_errbuf *err) {
+  *out = NULL;
+  if (samplerate <= 0 || channels <= 0 || channels > 64) return dx_fail(err, DX_ERR_INVALID, "bad rate or channels");
+  SNDFILE *sf;
+  SF_INFO si;
+  dx_status s = dx_audio_open_path(path, &sf, &si, err);
+  if (s != DX_OK) return s;
+  if ((s = dx_audio_check_info(&si, NULL, err)) == DX_OK && max_seconds > 0 &&
+      (double)si.frames / si.samplerate > max_seconds)
+    s = dx_fail(err, DX_ERR_TOO_LONG, "audio is %.0f s long, the limit is %.0f s", (double)si.frames / si.samplerate,
+                max_seconds);
+  dx_audio_reader *r = s == DX_OK ? calloc(1, sizeof *r) : NULL;
+  if (s == DX_OK && !r) s = DX_ERR_NOMEM;
+  if (s == DX_OK) {
+    r->fd = -1;
+    r->src_channels = si.channels;
+    r->channels = channels;
+    r->block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)si.channels * sizeof *r->block);
+    if (!r->block) s = DX_ERR_NOMEM;
+  }
+  if (s == DX_OK && si.samplerate == samplerate && seekable_in_place(si.format)) {
+    r->sf = sf;
+    r->frames = (size_t)si.frames;
+    *out = r;
+    return DX_OK;
+  }
+  if (s == DX_OK) {
+    r->fd = scratch_open(tmp_dir, "audio");
+    if (r->fd < 0) s = dx_fail(err, DX_ERR_IO, "cannot create a scratch file in %s: %s", tmp_dir, strerror(errno));
+  }
+  if (s == DX_OK) s = decode_to_scratch(r, sf, &si, samplerate, err);
+  sf_close(sf);
+  if (s != DX_OK) {
+    dx_audio_reader_close(r);
+    return s;
+  }
+  *out = r;
+  return DX_OK;
+}
+
+/* Source frames of block[i * sc + c] -> dst planar, converting channels as
+ * dx_audio_remix (mono duplicated, extra channels dropped, or averaged into
+ * mono, the last repeated when more are wanted). */
+static void remix_block(const float *block, int sc, int oc, size_t k, float *dst, size_t stride) {
+  for (int c = 0; c < oc; c++) {
+    float *d = dst + (size_t)c * stride;
+    if (oc == 1 && sc > 1) {
+      for (size_t i = 0; i < k; i++) d[i] = 0.0f;
+      for (int j = 0; j < sc; j++)
+        for (size_t i = 0; i < k; i++) d[i] += block[i * (size_t)sc + (size_t)j];
+      float inv = 1.0f / (float)sc;
+      for (size_t i = 0; i < k; i++) d[i] *= inv;
+    } else {
+      int src = c < sc ? c : sc - 1;
+      for (size_t i = 0; i < k; i++) d[i] = block[i * (size_t)sc + (size_t)src];
+    }
+  }
+}
+
+dx_status dx_audio_reader_read(dx_audio_reader *r, size_t offset, size_t n, float *dst, size_t stride,
+                               dx_errbuf *err) {
+  if (offset > r->frames || n > r->frames - offset) return dx_fail(err, DX_ERR_INVALID, "read past the end");
+  const size_t sc = (size_t)r->src_channels;
+  if (r->sf && n && sf_seek(r->sf, (sf_count_t)offset, SEEK_SET) != (sf_count_t)offset)
+    return dx_fail(err, DX_ERR_CORRUPT, "cannot seek to frame %zu: %s", offset, sf_strerror(r->sf));
+  for (size_t done = 0; done < n;) {
+    size_t k = n - done < DX_AUDIO_BLOCK ? n - done : DX_AUDIO_BLOCK;
+    if (r->sf) {
+      if (sf_readf_float(r->sf, r->block, (sf_count_t)k) != (sf_count_t)k)
+        return dx_fail(err, DX_ERR_CORRUPT, "damaged audio: cannot decode frames %zu..%zu", offset + done,
+                       offset + done + k);
+    } else if (pread_all(r->fd, r->block, k * sc * sizeof *r->block,
+                         (off_t)((offset + done) * sc * sizeof *r->block))) {
+      return dx_fail(err, DX_ERR_IO, "cannot read the scratch file");
+    }
+    remix_block(r->block, r->src_channels, r->channels, k, dst + done, stride);
+    done += k;
+  }
+  return DX_OK;
+}
