@@ -523,16 +523,9 @@ done:
 
 /* ---- the whole track in memory ---- */
 
-typedef struct {
-  const float *mix;
-  float *out;
-  size_t length;
-  int channels, sources;
-} mem_io;
-
 static dx_status mem_read(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err) {
   (void)err;
-  const mem_io *m = user;
+  const dx_apply_mem *m = user;
   for (int c = 0; c < m->channels; c++)
     memcpy(dst + (size_t)c * stride, m->mix + (size_t)c * m->length + offset, n * sizeof *dst);
   return DX_OK;
@@ -540,16 +533,25 @@ static dx_status mem_read(void *user, size_t offset, size_t n, float *dst, size_
 
 static dx_status mem_write(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err) {
   (void)err;
-  const mem_io *m = user;
-  for (size_t sc = 0; sc < (size_t)m->sources * m->channels; sc++)
-    memcpy(m->out + sc * m->length + offset, src + sc * n, n * sizeof *src);
+  const dx_apply_mem *m = user;
+  for (size_t pl = 0; pl < (size_t)m->planes; pl++)
+    memcpy(m->out + pl * m->length + offset, src + pl * n, n * sizeof *src);
   return DX_OK;
+}
+
+void dx_apply_mem_io(dx_apply_mem *m, dx_apply_io *io) {
+  io->length = m->length;
+  io->read = mem_read;
+  io->read_user = m;
+  io->write = mem_write;
+  io->write_user = m;
 }
 
 dx_status dx_apply_run(const dx_apply_model *models, int n_models, const float *weights, const float *mix,
                        size_t length, const dx_apply_params *p, float *out, dx_errbuf *err) {
   if (!models || n_models < 1 || !mix || !out) return dx_fail(err, DX_ERR_INVALID, "missing argument");
-  mem_io m = {mix, out, length, models[0].channels, models[0].n_sources};
-  dx_apply_io io = {length, mem_read, &m, mem_write, &m};
+  dx_apply_mem m = {mix, out, length, models[0].channels, models[0].n_sources * models[0].channels};
+  dx_apply_io io;
+  dx_apply_mem_io(&m, &io);
   return dx_apply_stream(models, n_models, weights, &io, p, err);
 }

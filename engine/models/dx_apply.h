@@ -95,6 +95,17 @@ typedef struct {
   void *write_user;
 } dx_apply_io;
 
+/* The whole track in memory behind a dx_apply_io: mix [channels][length] is
+ * read, out [planes][length] (planes = sources x channels) is written.
+ * dx_apply_mem_io fills io to read and write m, which must outlive the run. */
+typedef struct {
+  const float *mix;
+  float *out;
+  size_t length;
+  int channels, planes;
+} dx_apply_mem;
+void dx_apply_mem_io(dx_apply_mem *m, dx_apply_io *io);
+
 /* The same as dx_apply_run with the track read and the result written through
  * io, in bounded memory. Statuses as dx_apply_run, or the first non-OK status
  * a read or write returned (they write their own details into err). */

@@ -267,33 +267,11 @@ done:
   return st;
 }
 
-typedef struct {
-  const float *mix;
-  float *out;
-  size_t length;
-  int channels;
-} mem_io;
-
-static dx_status mem_read(void *user, size_t offset, size_t n, float *dst, size_t stride, dx_errbuf *err) {
-  (void)err;
-  const mem_io *m = user;
-  for (int c = 0; c < m->channels; c++)
-    memcpy(dst + (size_t)c * stride, m->mix + (size_t)c * m->length + offset, n * sizeof *dst);
-  return DX_OK;
-}
-
-static dx_status mem_write(void *user, size_t offset, size_t n, const float *src, dx_errbuf *err) {
-  (void)err;
-  const mem_io *m = user;
-  for (size_t sc = 0; sc < 2 * (size_t)m->channels; sc++)
-    memcpy(m->out + sc * m->length + offset, src + sc * n, n * sizeof *src);
-  return DX_OK;
-}
-
 dx_status dx_hpss_run(const float *mix, int channels, size_t length, const dx_hpss_params *p, float *out,
                       dx_errbuf *err) {
   if (!mix || !out) return dx_fail(err, DX_ERR_INVALID, "missing argument");
-  mem_io m = {mix, out, length, channels};
-  dx_apply_io io = {length, mem_read, &m, mem_write, &m};
+  dx_apply_mem m = {mix, out, length, channels, 2 * channels}; /* harmonic, percussive */
+  dx_apply_io io;
+  dx_apply_mem_io(&m, &io);
   return dx_hpss_stream(channels, &io, p, err);
 }
