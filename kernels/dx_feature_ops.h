@@ -95,10 +95,8 @@ void dx_feat_hann(int n, float *out);
  * and peak. Returns the number of bands (contrast_bands + 1). */
 int dx_feat_contrast_bands(const dx_feat_params *p, int *lo, int *cnt, int *q);
 
-/* FFTW's planner is not thread-safe: everyone who makes or destroys FFTW
- * plans in this process holds this lock around it. */
-void dx_fftw_planner_lock(void);
-void dx_fftw_planner_unlock(void);
+/* FFTW plans are made and destroyed under dx_fftw_planner_lock. */
+#include "dx_fftw_lock.h"
 
 struct dx_feature_ops {
   const char *name;

@@ -7,19 +7,17 @@
  * block and one n_fft long, and the samples no later frame reaches are
  * normalised and written (harmonic, and percussive = mix - harmonic).
  * Same operations in the same order as over the whole track.
- * Threading: any thread; FFTW plan creation is serialised by plan_lock. */
+ * Threading: any thread; FFTW plans are made and destroyed under dx_fftw_planner_lock. */
 #include "dx_hpss.h"
+#include "dx_fftw_lock.h"
 
 #include <fftw3.h>
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BLOCK_FRAMES 256
-
-static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 
 dx_hpss_params dx_hpss_default_params(void) {
   dx_hpss_params p;
@@ -77,10 +75,10 @@ typedef struct {
 } fft_state;
 
 static void fft_free(fft_state *s) {
-  pthread_mutex_lock(&plan_lock);
+  dx_fftw_planner_lock();
   if (s->fwd) fftwf_destroy_plan(s->fwd);
   if (s->inv) fftwf_destroy_plan(s->inv);
-  pthread_mutex_unlock(&plan_lock);
+  dx_fftw_planner_unlock();
   fftwf_free(s->frame);
   fftwf_free(s->spec);
   free(s->win);
@@ -96,10 +94,10 @@ static dx_status fft_init(fft_state *s, int n_fft, int hop) {
   s->spec = fftwf_malloc((size_t)s->bins * sizeof *s->spec);
   if (!s->win || !s->frame || !s->spec) return DX_ERR_NOMEM;
   for (int i = 0; i < n_fft; i++) s->win[i] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * i / n_fft));
-  pthread_mutex_lock(&plan_lock);
+  dx_fftw_planner_lock();
   s->fwd = fftwf_plan_dft_r2c_1d(n_fft, s->frame, s->spec, FFTW_ESTIMATE);
   s->inv = fftwf_plan_dft_c2r_1d(n_fft, s->spec, s->frame, FFTW_ESTIMATE);
-  pthread_mutex_unlock(&plan_lock);
+  dx_fftw_planner_unlock();
   return s->fwd && s->inv ? DX_OK : DX_ERR_NOMEM;
 }
 

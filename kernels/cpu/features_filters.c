@@ -2,10 +2,9 @@
  * the CPU and CUDA backends: default parameters, the periodic Hann window,
  * the Slaney mel filterbank, the chroma filterbank, the orthonormal DCT-II
  * matrix and the spectral-contrast band table. Each follows librosa 0.11
- * (computed in double as librosa does, stored as float32), and the FFTW
- * planner lock. Thread-safe: pure functions plus one mutex. */
+ * (computed in double as librosa does, stored as float32). Thread-safe:
+ * pure functions. */
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,10 +29,6 @@ void dx_feat_default_params(dx_feat_params *p) {
 /* Centred framing pads n_fft/2 on both sides: 1 + (n + 2*(n_fft/2) - n_fft) / hop
  * = 1 + n / hop frames (librosa.stft with center=True). */
 size_t dx_feat_frame_count(size_t n_samples, int hop) { return 1 + n_samples / (size_t)hop; }
-
-static pthread_mutex_t fftw_mu = PTHREAD_MUTEX_INITIALIZER;
-void dx_fftw_planner_lock(void) { pthread_mutex_lock(&fftw_mu); }
-void dx_fftw_planner_unlock(void) { pthread_mutex_unlock(&fftw_mu); }
 
 /* scipy.signal.get_window('hann', n, fftbins=True): the periodic window,
  * 0.5 - 0.5 cos(2 pi i / n). */

@@ -6,11 +6,11 @@
  * Threading: reentrant. */
 #include <fftw3.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn_cpu.h"
+#include "dx_fftw_lock.h"
 
 #define MAX_PLANS 16
 
@@ -20,13 +20,12 @@ typedef struct {
   float *window; /* periodic Hann */
 } plan_entry;
 
-static pthread_mutex_t plan_lock = PTHREAD_MUTEX_INITIALIZER;
 static plan_entry plans[MAX_PLANS];
 static int n_plans;
 
 static const plan_entry *get_plan(int n) {
   const plan_entry *found = NULL;
-  pthread_mutex_lock(&plan_lock);
+  dx_fftw_planner_lock(); /* FFTW's planner, and this table */
   for (int i = 0; i < n_plans; i++)
     if (plans[i].n == n) found = &plans[i];
   if (!found && n_plans < MAX_PLANS) {
@@ -50,7 +49,7 @@ static const plan_entry *get_plan(int n) {
     fftwf_free(out);
     free(win);
   }
-  pthread_mutex_unlock(&plan_lock);
+  dx_fftw_planner_unlock();
   return found;
 }
 
