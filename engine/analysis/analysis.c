@@ -67,6 +67,7 @@ void dx_analyzer_close(dx_analyzer *a) {
   if (a->key_fb) a->be->free(a->be, a->key_fb);
   free(a->mono);
   free(a->rs);
+  if (a->sx) soxr_delete(a->sx);
   dx_audio_free(&a->dec);
   free(a);
 }
@@ -249,19 +250,37 @@ static void downmix_range(const dx_audio *audio, float *mono, size_t i0, size_t 
   }
 }
 
-/* Largest |x| over every sample. */
-static float audio_peak(const float *x, size_t n) {
-  float m[8] = {0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) {
-      float v = fabsf(x[i + j]);
-      m[j] = v > m[j] ? v : m[j];
-    }
-  for (; i < n; i++) m[0] = fabsf(x[i]) > m[0] ? fabsf(x[i]) : m[0];
-  float r = 0;
-  for (int j = 0; j < 8; j++) r = m[j] > r ? m[j] : r;
-  return r;
+#define RESAMPLE_CHUNK 65536 /* input samples per soxr_process call */
+
+/* soxr HQ from rate sr to the analysis rate, mono[0..n) into y[0..olen)
+ * (a last sample or two soxr leaves unwritten are zeros). The resampler
+ * is kept between tracks and cleared for each; it is fed in chunks, so its
+ * buffers stay small instead of growing with the track. */
+static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, float *y, size_t olen, dx_errbuf *err) {
+  soxr_error_t e = NULL;
+  if (a->sx && (a->sx_rate != sr || soxr_clear(a->sx))) {
+    soxr_delete(a->sx);
+    a->sx = NULL;
+  }
+  if (!a->sx) {
+    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
+    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
+    a->sx = soxr_create(sr, a->p.feat.sample_rate, 1, &e, &io, &q, NULL);
+    if (!a->sx) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e ? e : "soxr_create");
+    a->sx_rate = sr;
+  }
+  size_t pos = 0, opos = 0;
+  while (opos < olen) {
+    size_t take = n - pos < RESAMPLE_CHUNK ? n - pos : RESAMPLE_CHUNK, used = 0, made = 0;
+    /* no input left: a NULL input flushes what the filter still holds */
+    e = soxr_process(a->sx, take ? mono + pos : NULL, take, &used, y + opos, olen - opos, &made);
+    if (e) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
+    pos += used;
+    opos += made;
+    if (!take && !made) break;
+  }
+  for (size_t i = opos; i < olen; i++) y[i] = 0.0f;
+  return DX_OK;
 }
 
 /* Where the features' signal goes for audio of n frames at rate sr:
@@ -322,19 +341,9 @@ static dx_status run_decoded(dx_analyzer *a, const dx_audio *audio, unsigned fea
     t0 = dx_now();
   }
   if (!mono_ready) downmix_range(audio, mono, 0, n);
-  if (mono != y) {
-    soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_S, SOXR_FLOAT32_S);
-    soxr_quality_spec_t q = soxr_quality_spec(SOXR_HQ, 0);
-    const float *ip[1] = {mono};
-    float *op[1] = {y};
-    size_t done = 0;
-    soxr_error_t e = soxr_oneshot(audio->samplerate, a->p.feat.sample_rate, 1, (const void *)ip, n, NULL, (void *)op,
-                                  olen, &done, &io, &q, NULL);
-    if (e) {
-      dx_an_run_end(run);
-      return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
-    }
-    for (size_t i = done; i < olen; i++) y[i] = 0.0f; /* a last sample or two may be left unwritten */
+  if (mono != y && (st = resample(a, audio->samplerate, mono, n, y, olen, err)) != DX_OK) {
+    dx_an_run_end(run);
+    return st;
   }
   r->t_resample = dx_now() - t0;
   if ((st = progress_at(progress, ud, 20)) == DX_OK)
@@ -379,7 +388,7 @@ dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned featur
                           void *ud, dx_analysis_result *out, dx_errbuf *err) {
   dx_status st = run_start(a, audio, &features, out, err);
   if (st != DX_OK) return st;
-  float peak = audio_peak(audio->data, audio->frames * (size_t)audio->channels);
+  float peak = dx_sample_peak(audio->data, audio->frames * (size_t)audio->channels);
   return run_decoded(a, audio, features, 0, peak, progress, ud, out, err);
 }
 
@@ -397,7 +406,7 @@ static dx_status on_block(void *ud, const dx_audio *au, const float *b, size_t f
   decode_state *d = ud;
   int ch = au->channels;
   size_t total = n * (size_t)ch;
-  float pk = audio_peak(b, total);
+  float pk = dx_sample_peak(b, total);
   if (pk > d->peak) d->peak = pk;
   if (!d->want_mono) return DX_OK;
   if (frame0 == 0) {

@@ -5,6 +5,8 @@
 #ifndef DX_ANALYSIS_PRIV_H
 #define DX_ANALYSIS_PRIV_H
 
+#include <soxr.h>
+
 #include "dx_analysis.h"
 
 #define DX_AN_MAX_LANES 8 /* threads one run may use */
@@ -35,6 +37,8 @@ struct dx_analyzer {
   int key_bin0; /* first FFT bin the key's chroma uses (key_min_hz) */
   double key_chroma[12];
   float mel_max; /* the run's largest mel power (power_to_db's reference for top_db) */
+  soxr_t sx;    /* resampler from sx_rate to the analysis rate, kept between tracks (NULL: none yet) */
+  int sx_rate;
   dx_audio dec; /* decoded file, kept between files (dx_analyzer_run_file) */
   size_t dec_cap;
 };

@@ -156,4 +156,7 @@ dx_status dx_loudness_measure(const dx_audio *audio, double *lufs, double *lra, 
  * change (same value as exhaustive = 1, which interpolates everything). */
 float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive);
 
+/* Largest |x[i]| over x[0..n) (0 when n is 0; vectorised). */
+float dx_sample_peak(const float *x, size_t n);
+
 #endif

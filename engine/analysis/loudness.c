@@ -78,14 +78,29 @@ static float tp_block(const tp_filter *f, const float *x, size_t n, size_t i0, s
   return peak;
 }
 
-static float sample_peak(const float *x, size_t n) {
-  float m[8] = {0};
+/* Largest |x| of x[0..n): eight lanes in two vectors (GCC vector
+ * extensions; max as compare and select, the same as maxf). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+
+static inline v4f v4_absmax(v4f m, v4f x) {
+  x = (v4f)((v4i)x & 0x7fffffff);
+  v4i gt = x > m;
+  return (v4f)((gt & (v4i)x) | (~gt & (v4i)m));
+}
+
+float dx_sample_peak(const float *x, size_t n) {
+  v4f m0 = {0, 0, 0, 0}, m1 = m0;
   size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) m[j] = maxf(m[j], fabsf(x[i + j]));
-  for (; i < n; i++) m[0] = maxf(m[0], fabsf(x[i]));
+  for (; i + 8 <= n; i += 8) {
+    v4f a, b;
+    memcpy(&a, x + i, sizeof a);
+    memcpy(&b, x + i + 4, sizeof b);
+    m0 = v4_absmax(m0, a), m1 = v4_absmax(m1, b);
+  }
   float r = 0;
-  for (int j = 0; j < 8; j++) r = maxf(r, m[j]);
+  for (; i < n; i++) r = maxf(r, fabsf(x[i]));
+  for (int j = 0; j < 4; j++) r = maxf(r, maxf(m0[j], m1[j]));
   return r;
 }
 
@@ -98,21 +113,37 @@ static float sample_peak(const float *x, size_t n) {
  * 2 * TP_HALF neighbours have max |x| = M with (1 + 1e-5) G M <= peak can
  * therefore not raise the peak, and leaving it out gives the same maximum
  * as interpolating everything (tested against exhaustive). The running
- * peak starts at the largest sample, which counts anyway. */
+ * peak starts at the largest sample, which counts anyway. One pass takes
+ * every block's peak; a block's M is its own peak and the TP_HALF - 1
+ * samples before it and TP_HALF after it that its interpolation reads. */
 float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive) {
   tp_filter f;
   tp_filter_init(&f);
+  size_t nblk = (n + TP_BLOCK - 1) / TP_BLOCK;
+  float *bp = exhaustive ? NULL : malloc((nblk ? nblk : 1) * sizeof *bp);
+  float peak = floor_peak;
+  if (!bp) { /* asked for, or no room for the block peaks: interpolate everything */
+    peak = maxf(peak, dx_sample_peak(x, n));
+    for (size_t i0 = 0; i0 < n; i0 += TP_BLOCK) peak = tp_block(&f, x, n, i0, n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK, peak);
+    return peak;
+  }
+  for (size_t b = 0; b < nblk; b++) {
+    size_t i0 = b * TP_BLOCK;
+    bp[b] = dx_sample_peak(x + i0, n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK);
+    peak = maxf(peak, bp[b]);
+  }
   double bound = f.gain * (1.0 + 1e-5);
-  float peak = maxf(floor_peak, sample_peak(x, n));
-  for (size_t i0 = 0; i0 < n; i0 += TP_BLOCK) {
-    size_t nb = n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK;
-    if (!exhaustive) {
-      size_t lo = i0 >= TP_HALF - 1 ? i0 - (TP_HALF - 1) : 0, hi = i0 + nb + TP_HALF;
-      if (hi > n) hi = n;
-      if (bound * sample_peak(x + lo, hi - lo) <= peak) continue;
-    }
+  for (size_t b = 0; b < nblk; b++) {
+    size_t i0 = b * TP_BLOCK, nb = n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK;
+    size_t lo = i0 >= TP_HALF - 1 ? i0 - (TP_HALF - 1) : 0, hi = i0 + nb + TP_HALF;
+    if (hi > n) hi = n;
+    float m = bp[b];
+    for (size_t i = lo; i < i0; i++) m = maxf(m, fabsf(x[i]));
+    for (size_t i = i0 + nb; i < hi; i++) m = maxf(m, fabsf(x[i]));
+    if (bound * m <= peak) continue;
     peak = tp_block(&f, x, n, i0, nb, peak);
   }
+  free(bp);
   return peak;
 }
 
@@ -155,34 +186,35 @@ static double channel_weight(int c, int ch) {
 
 /* K-weight channels x0 and x1 (x1 may be NULL) of n frames and add the sum
  * of squares of each sub-block of len frames, times the channel weights,
- * into sub[0 .. n / len). The two channels run interleaved: each filter
- * is a chain of dependent multiply-adds, two of them keep the core busy. */
+ * into sub[0 .. n / len). The two channels run side by side in the two
+ * lanes of one vector: each filter is a chain of dependent multiply-adds,
+ * so two of them cost little more than one. */
+typedef double v2d __attribute__((vector_size(16)));
+
 static void kweight_pair(const kfilter *k, const float *x0, const float *x1, double w0, double w1, size_t n,
                          size_t len, double *sub) {
-  double v0[5] = {0}, v1[5] = {0};
+  v2d s1 = {0, 0}, s2 = s1, s3 = s1, s4 = s1; /* s1 the newest state */
   const double *a = k->a, *b = k->b;
   size_t nsub = n / len;
+  const float *y1 = x1 ? x1 : x0;
   for (size_t s = 0; s < nsub; s++) {
-    double e0 = 0, e1 = 0;
-    const float *p0 = x0 + s * len, *p1 = x1 ? x1 + s * len : x0 + s * len;
+    v2d e = {0, 0};
+    const float *p0 = x0 + s * len, *p1 = y1 + s * len;
     for (size_t i = 0; i < len; i++) {
-      /* the newest state last: the chain through v[1] is one multiply-add */
-      double t0 = (double)p0[i] - a[4] * v0[4] - a[3] * v0[3] - a[2] * v0[2];
-      double t1 = (double)p1[i] - a[4] * v1[4] - a[3] * v1[3] - a[2] * v1[2];
-      double n0 = t0 - a[1] * v0[1], n1 = t1 - a[1] * v1[1];
-      double y0 = b[0] * n0 + b[1] * v0[1] + b[2] * v0[2] + b[3] * v0[3] + b[4] * v0[4];
-      double y1 = b[0] * n1 + b[1] * v1[1] + b[2] * v1[2] + b[3] * v1[3] + b[4] * v1[4];
-      v0[4] = v0[3], v0[3] = v0[2], v0[2] = v0[1], v0[1] = n0;
-      v1[4] = v1[3], v1[3] = v1[2], v1[2] = v1[1], v1[1] = n1;
-      e0 += y0 * y0;
-      e1 += y1 * y1;
+      v2d x = {p0[i], p1[i]};
+      /* the chain through s1 is one multiply-add per sample */
+      v2d t = x - a[4] * s4 - a[3] * s3 - a[2] * s2;
+      v2d nw = t - a[1] * s1;
+      v2d y = b[0] * nw + b[1] * s1 + b[2] * s2 + b[3] * s3 + b[4] * s4;
+      s4 = s3, s3 = s2, s2 = s1, s1 = nw;
+      e += y * y;
     }
     /* keep the state out of subnormals after silence */
-    for (int j = 1; j < 5; j++) {
-      if (fabs(v0[j]) < 1e-300) v0[j] = 0;
-      if (fabs(v1[j]) < 1e-300) v1[j] = 0;
-    }
-    sub[s] += w0 * e0 + (x1 ? w1 * e1 : 0.0);
+    v2d *st[4] = {&s1, &s2, &s3, &s4};
+    for (int j = 0; j < 4; j++)
+      for (int l = 0; l < 2; l++)
+        if (fabs((*st[j])[l]) < 1e-300) (*st[j])[l] = 0;
+    sub[s] += w0 * e[0] + (x1 ? w1 * e[1] : 0.0);
   }
 }
 

@@ -6,14 +6,7 @@
 #include <fftw3.h>
 
 #include "dx_feature_ops.h"
-
-/* Hot loops are compiled twice, for AVX2 + FMA (x86-64-v3) and the
- * baseline, and the CPU picks at load time (GCC function multiversioning). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define DX_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define DX_HOT
-#endif
+#include "dx_hot.h"
 
 typedef struct {
   fftwf_plan fft;       /* r2c of n_fft, executed with the new-array interface */

@@ -8,9 +8,6 @@
 #include <float.h>
 #include <math.h>
 #include <string.h>
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
 
 #include "features_cpu.h"
 
@@ -33,73 +30,167 @@ static inline void insert_hi(float v, float *a, int *n, int q) {
   a[i] = v;
 }
 
+/* Contrast's band extremes, eight floats at a time (GCC vector extensions:
+ * AVX in the x86-64-v3 build, two SSE halves in the baseline). The helpers
+ * taking vectors are always inlined, so no vector crosses a call and the
+ * baseline build's ABI note does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) int v8_any(v8i m) {
+  unsigned long long w[4];
+  memcpy(w, &m, sizeof w);
+  return (w[0] | w[1] | w[2] | w[3]) != 0;
+}
+static inline __attribute__((always_inline)) v8f v8_max(v8f x, v8f y) {
+  v8i m = x > y;
+  return (v8f)((m & (v8i)x) | (~m & (v8i)y));
+}
+static inline __attribute__((always_inline)) v8f v8_min(v8f x, v8f y) {
+  v8i m = x < y;
+  return (v8f)((m & (v8i)x) | (~m & (v8i)y));
+}
+
+#define EXT_QMAX 16 /* longest list kept in two vectors */
+
+/* Insert v into the descending list L = (a, b) of 16, dropping the last,
+ * without branches: new[i] = max(L[i], min(L[i-1], v)) with L[-1] = +inf
+ * keeps L[i] where L[i] >= v, puts v at the first place it beats, and
+ * shifts the rest down one. Each new[i] depends on L[i-1] and L[i] alone,
+ * so the first q entries stay the q largest values inserted even when the
+ * entries past q are left stale (values at most the q-th are skipped).
+ * The ascending list of the smallest is the mirror image. */
+static inline __attribute__((always_inline)) void top_insert(v8f *a, v8f *b, float v) {
+  v8f vv = (v8f){0} + v, edge = (v8f){0} + INFINITY;
+  v8f sa = __builtin_shuffle(*a, edge, (v8i){8, 0, 1, 2, 3, 4, 5, 6});
+  v8f sb = __builtin_shuffle(*a, *b, (v8i){7, 8, 9, 10, 11, 12, 13, 14});
+  *a = v8_max(*a, v8_min(sa, vv));
+  *b = v8_max(*b, v8_min(sb, vv));
+}
+static inline __attribute__((always_inline)) void bottom_insert(v8f *a, v8f *b, float v) {
+  v8f vv = (v8f){0} + v, edge = (v8f){0} - INFINITY;
+  v8f sa = __builtin_shuffle(*a, edge, (v8i){8, 0, 1, 2, 3, 4, 5, 6});
+  v8f sb = __builtin_shuffle(*a, *b, (v8i){7, 8, 9, 10, 11, 12, 13, 14});
+  *a = v8_min(*a, v8_max(sa, vv));
+  *b = v8_min(*b, v8_max(sb, vv));
+}
+static inline __attribute__((always_inline)) float list_at(v8f a, v8f b, int i) {
+  float l[EXT_QMAX];
+  memcpy(l, &a, sizeof a);
+  memcpy(l + 8, &b, sizeof b);
+  return l[i];
+}
+
 /* The q largest values of x[0..n) into hi (descending) and the q smallest
- * into lo (ascending), 1 <= q <= n, by insertion into a short sorted list.
- * A value changes a list only when it beats the list's last entry. The
- * largest are looked for from the start and the smallest from the end:
- * magnitude spectra mostly fall with frequency, so either list then fills
- * with its final values early and later values pass it by. */
-static void select_hi(const float *x, int n, int q, float *hi) {
-  int nh = 0, k = 0;
-  for (; k < q; k++) insert_hi(x[k], hi, &nh, q);
-  for (float th = hi[q - 1]; k < n; k++)
-    if (x[k] > th) insert_hi(x[k], hi, &nh, q), th = hi[q - 1];
+ * into lo (ascending), 1 <= q <= min(n, EXT_QMAX). A chunk of eight is
+ * inserted only when one of its values beats the list's q-th entry; the
+ * lists hold exactly the q extreme values whatever the order they are met
+ * in. The largest are looked for from the start and the smallest from the
+ * end: magnitude spectra mostly fall with frequency, so either list fills
+ * with its final values early and the later chunks pass it by in one
+ * comparison. Inlined into the caller so that it is compiled with the
+ * caller's instruction set. */
+static inline __attribute__((always_inline)) void select_hi(const float *x, int n, int q, float *hi) {
+  v8f a = (v8f){0} - INFINITY, b = a;
+  int k = 0;
+  for (; k < q; k++) top_insert(&a, &b, x[k]);
+  float th = list_at(a, b, q - 1);
+  for (; k + 8 <= n; k += 8) {
+    v8f v;
+    memcpy(&v, x + k, sizeof v);
+    if (!v8_any(v > (v8f){0} + th)) continue;
+    for (int j = k; j < k + 8; j++) top_insert(&a, &b, x[j]);
+    th = list_at(a, b, q - 1);
+  }
+  for (; k < n; k++) top_insert(&a, &b, x[k]);
+  for (int i = 0; i < q; i++) hi[i] = list_at(a, b, i);
 }
-static void select_lo(const float *x, int n, int q, float *lo) {
-  int nl = 0, k = n - 1;
-  for (; k >= n - q; k--) insert_lo(x[k], lo, &nl, q);
-  for (float tl = lo[q - 1]; k >= 0; k--)
-    if (x[k] < tl) insert_lo(x[k], lo, &nl, q), tl = lo[q - 1];
+static inline __attribute__((always_inline)) void select_lo(const float *x, int n, int q, float *lo) {
+  v8f a = (v8f){0} + INFINITY, b = a;
+  int k = n - 1;
+  for (; k >= n - q; k--) bottom_insert(&a, &b, x[k]);
+  float tl = list_at(a, b, q - 1);
+  for (; k - 8 >= -1; k -= 8) { /* the chunk x[k - 7 .. k] */
+    v8f v;
+    memcpy(&v, x + k - 7, sizeof v);
+    if (!v8_any(v < (v8f){0} + tl)) continue;
+    for (int j = k; j > k - 8; j--) bottom_insert(&a, &b, x[j]);
+    tl = list_at(a, b, q - 1);
+  }
+  for (; k >= 0; k--) bottom_insert(&a, &b, x[k]);
+  for (int i = 0; i < q; i++) lo[i] = list_at(a, b, i);
 }
 
-#define EXT_BLK 8
-#define EXT_MAX_BLOCKS 1024
+/* Lists longer than EXT_QMAX (a contrast quantile far above librosa's
+ * 0.02): insertion into a plain sorted array. */
+static void select_long(const float *x, int n, int q, float *lo, float *hi) {
+  int nh = 0, nl = 0;
+  for (int k = 0; k < n; k++) {
+    if (nh < q || x[k] > hi[q - 1]) insert_hi(x[k], hi, &nh, q);
+    if (nl < q || x[k] < lo[q - 1]) insert_lo(x[k], lo, &nl, q);
+  }
+}
 
-/* Both lists for a contrast band. For long bands the maxima of blocks of
- * EXT_BLK values come first (vector code): the q-th largest block maximum
- * m is at most the q-th largest value (q blocks hold a value >= m), so
- * only values >= m can be among the q largest, and they lie in blocks
- * whose maximum is >= m: only those blocks are walked. Minima likewise.
- * The lists come out as the exact q smallest / largest values. */
-static void band_extremes(const float *x, int n, int q, float *lo, float *hi) {
+/* Both lists for a contrast band (valleys and peaks). Long bands take two
+ * passes. The first keeps the maximum and minimum of 16 interleaved groups
+ * (group g holds x[g], x[g + 16], ...; two vectors each). The q-th largest
+ * group maximum m is at most the q-th largest value, since q groups hold a
+ * value >= m, so no value below m is among the q largest; the second pass
+ * inserts only values >= m (a chunk of eight without one costs one
+ * comparison). The smallest likewise. On noise-like spectra the bound
+ * leaves a dozen candidates of hundreds. */
+static inline __attribute__((always_inline)) void band_extremes(const float *x, int n, int q, float *lo, float *hi) {
   if (q < 1 || q > n) return;
-  int nblk = n / EXT_BLK;
-  if (q > 64 || nblk < 4 * q || nblk > EXT_MAX_BLOCKS) {
-    select_lo(x, n, q, lo);
-    select_hi(x, n, q, hi);
+  if (q > EXT_QMAX) {
+    select_long(x, n, q, lo, hi);
     return;
   }
-  float bmax[EXT_MAX_BLOCKS], bmin[EXT_MAX_BLOCKS], t[64];
-  for (int b = 0; b < nblk; b++) {
-    const float *v = x + b * EXT_BLK;
-    float mx = v[0], mn = v[0];
-    for (int j = 1; j < EXT_BLK; j++) {
-      mx = v[j] > mx ? v[j] : mx;
-      mn = v[j] < mn ? v[j] : mn;
-    }
-    bmax[b] = mx;
-    bmin[b] = mn;
+  int rows = n / EXT_QMAX;
+  if (rows < 4) {
+    select_hi(x, n, q, hi);
+    select_lo(x, n, q, lo);
+    return;
   }
-  select_lo(bmin, nblk, q, t);
-  float lo_bound = t[q - 1];
-  select_hi(bmax, nblk, q, t);
-  float hi_bound = t[q - 1];
-  int nh = 0, nl = 0;
-  for (int b = 0; b < nblk; b++) {
-    if (bmax[b] < hi_bound) continue;
-    const float *v = x + b * EXT_BLK;
-    for (int j = 0; j < EXT_BLK; j++)
-      if (v[j] >= hi_bound && (nh < q || v[j] > hi[q - 1])) insert_hi(v[j], hi, &nh, q);
+  v8f mx0, mx1, mn0, mn1;
+  memcpy(&mx0, x, sizeof mx0);
+  memcpy(&mx1, x + 8, sizeof mx1);
+  mn0 = mx0, mn1 = mx1;
+  for (int r = 1; r < rows; r++) {
+    v8f v0, v1;
+    memcpy(&v0, x + r * EXT_QMAX, sizeof v0);
+    memcpy(&v1, x + r * EXT_QMAX + 8, sizeof v1);
+    mx0 = v8_max(mx0, v0), mx1 = v8_max(mx1, v1);
+    mn0 = v8_min(mn0, v0), mn1 = v8_min(mn1, v1);
   }
-  for (int k = nblk * EXT_BLK; k < n; k++)
-    if (nh < q || x[k] > hi[q - 1]) insert_hi(x[k], hi, &nh, q);
-  for (int k = n - 1; k >= nblk * EXT_BLK; k--)
-    if (nl < q || x[k] < lo[q - 1]) insert_lo(x[k], lo, &nl, q);
-  for (int b = nblk - 1; b >= 0; b--) {
-    if (bmin[b] > lo_bound) continue;
-    const float *v = x + b * EXT_BLK;
-    for (int j = EXT_BLK - 1; j >= 0; j--)
-      if (v[j] <= lo_bound && (nl < q || v[j] < lo[q - 1])) insert_lo(v[j], lo, &nl, q);
+  v8f ha = (v8f){0} - INFINITY, hb = ha, la = (v8f){0} + INFINITY, lb = la;
+  for (int g = 0; g < EXT_QMAX; g++) {
+    top_insert(&ha, &hb, list_at(mx0, mx1, g));
+    bottom_insert(&la, &lb, list_at(mn0, mn1, g));
+  }
+  float th = list_at(ha, hb, q - 1), tl = list_at(la, lb, q - 1);
+  ha = hb = (v8f){0} - INFINITY;
+  la = lb = (v8f){0} + INFINITY;
+  int k = 0, end = rows * EXT_QMAX;
+  v8f vth = (v8f){0} + th, vtl = (v8f){0} + tl;
+  for (; k < end; k += 8) {
+    v8f v;
+    memcpy(&v, x + k, sizeof v);
+    v8i up = v >= vth, down = v <= vtl;
+    if (v8_any(up))
+      for (int j = k; j < k + 8; j++)
+        if (x[j] >= th) top_insert(&ha, &hb, x[j]);
+    if (v8_any(down))
+      for (int j = k; j < k + 8; j++)
+        if (x[j] <= tl) bottom_insert(&la, &lb, x[j]);
+  }
+  for (; k < n; k++) {
+    top_insert(&ha, &hb, x[k]);
+    bottom_insert(&la, &lb, x[k]);
+  }
+  for (int i = 0; i < q; i++) {
+    hi[i] = list_at(ha, hb, i);
+    lo[i] = list_at(la, lb, i);
   }
 }
 
@@ -115,13 +206,10 @@ static inline double lanes_sum(const float *l) {
   return s;
 }
 
-/* S[k] = sqrt(P[k]) (P >= 0); returns nothing, the sums come after. */
+/* S[k] = sqrt(P[k]) (P >= 0; vectorised: the kernels build without errno
+ * from math functions) */
 static inline void magnitudes(const float *P, float *S, int nb) {
-  int k = 0;
-#if defined(__SSE2__)
-  for (; k + 4 <= nb; k += 4) _mm_storeu_ps(S + k, _mm_sqrt_ps(_mm_loadu_ps(P + k)));
-#endif
-  for (; k < nb; k++) S[k] = sqrtf(P[k]);
+  for (int k = 0; k < nb; k++) S[k] = sqrtf(P[k]);
 }
 
 DX_HOT dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *feat,

@@ -14,6 +14,10 @@
 
 #include "features_cpu.h"
 
+/* vectors stay inside functions (none crosses a call): the baseline
+ * build's ABI note about them does not apply */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 /* fmaxf is a libm call unless NaN rules are relaxed; inputs here are never NaN */
 static inline float maxf(float a, float b) { return a > b ? a : b; }
 
@@ -167,10 +171,42 @@ DX_HOT static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const f
   (void)be;
   if (M < 0 || N < 0 || K < 0) return DX_ERR_INVALID;
   if (!M || !N) return DX_OK;
+  int Np = (N + 7) & ~7; /* B's rows padded with zeros to whole vectors */
+  if (N <= 32 && (size_t)K * Np <= 4096) {
+    /* Few output columns and a short inner dimension (the MFCC's DCT: 20 x
+     * 128): B transposed once onto the stack, then every row of C is a sum
+     * of B's rows scaled by A's values, eight columns to a vector, the sums
+     * held in registers. Plain loops beat BLAS's thread start-up on these
+     * skinny shapes and keep the worker on its own core. */
+    typedef float v8f __attribute__((vector_size(32)));
+    float bt[4096] __attribute__((aligned(32)));
+    int nv = Np / 8;
+    for (int k = 0; k < K; k++)
+      for (int n = 0; n < Np; n++) bt[(size_t)k * Np + n] = n < N ? B[(size_t)n * ldb + k] : 0.0f;
+    for (int m = 0; m < M; m++) {
+      const float *a = A + (size_t)m * lda;
+      v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      for (int k = 0; k < K; k++) {
+        v8f av = (v8f){0} + a[k];
+        const v8f *row = (const v8f *)(bt + (size_t)k * Np);
+        s0 += av * row[0];
+        if (nv > 1) s1 += av * row[1];
+        if (nv > 2) s2 += av * row[2];
+        if (nv > 3) s3 += av * row[3];
+      }
+      float acc[32];
+      memcpy(acc, &s0, sizeof s0);
+      memcpy(acc + 8, &s1, sizeof s1);
+      memcpy(acc + 16, &s2, sizeof s2);
+      memcpy(acc + 24, &s3, sizeof s3);
+      memcpy(C + (size_t)m * ldc, acc, (size_t)N * sizeof(float));
+    }
+    return DX_OK;
+  }
   if (N <= 32) {
-    /* Few output columns (chroma: 12, DCT: 20): plain dot products beat
-     * BLAS's thread start-up on these skinny shapes and keep the worker on
-     * its own core. Four partial sums let the compiler vectorise. */
+    /* Few output columns, long rows (chroma from the power spectrum on a
+     * backend without chroma_power): plain dot products, four partial sums
+     * so that the compiler vectorises. */
     for (int m = 0; m < M; m++) {
       const float *a = A + (size_t)m * lda;
       for (int n = 0; n < N; n++) {

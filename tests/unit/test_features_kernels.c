@@ -200,7 +200,8 @@ DX_TEST(contrast_extremes_match_sorting) {
   if (!plan) return;
   int nb = plan->n_bins, lo[8], cnt[8], q[8];
   int nbands = dx_feat_contrast_bands(&prm, lo, cnt, q);
-  float *P = malloc((size_t)4 * nb * sizeof(float)), *feat = calloc((size_t)4 * DX_FCOL_COUNT, sizeof(float));
+  enum { NF = 6 };
+  float *P = malloc((size_t)NF * nb * sizeof(float)), *feat = calloc((size_t)NF * DX_FCOL_COUNT, sizeof(float));
   float *S = malloc((size_t)nb * sizeof(float));
   uint32_t s = 11;
   for (int k = 0; k < nb; k++) {
@@ -210,9 +211,11 @@ DX_TEST(contrast_extremes_match_sorting) {
     P[nb + k] = (float)(1e-6 * (1 + k));           /* rising */
     P[2 * nb + k] = (float)((k / 5) % 3 + 1);      /* repeated values */
     P[3 * nb + k] = (float)(u * u * 10);           /* noise */
+    P[4 * nb + k] = (float)(k % 16 == 15 ? 5 : 1); /* ties, one group holding every peak */
+    P[5 * nb + k] = (float)(nb - k < 40 ? 100 + k : u); /* the extremes at the end of the spectrum */
   }
-  CHECK(be->feat->spectral_frames(plan, P, nb, 4, feat, DX_FCOL_COUNT) == DX_OK);
-  for (int f = 0; f < 4; f++)
+  CHECK(be->feat->spectral_frames(plan, P, nb, NF, feat, DX_FCOL_COUNT) == DX_OK);
+  for (int f = 0; f < NF; f++)
     for (int b = 0; b < nbands; b++) {
       for (int k = 0; k < cnt[b]; k++) S[k] = sqrtf(P[(size_t)f * nb + lo[b] + k]);
       qsort(S, (size_t)cnt[b], sizeof *S, cmp_float);
