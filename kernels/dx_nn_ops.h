@@ -137,7 +137,8 @@ struct dx_nn_ops {
   /* Inverse (torch.istft, center handled by out0): z[B][2][bins][frames]
    * holds frames frame0..frame0+frames-1 of a spectrogram of frames_total
    * frames; other frames and bins >= bins are zero. Each frame is the
-   * inverse real FFT (onesided, sqrt(nfft) normalisation) times the window,
+   * inverse real FFT (onesided, sqrt(nfft) normalisation; the imaginary
+   * parts of the DC and Nyquist bins are ignored, as irfft does) times the window,
    * overlap-added at t*hop and divided by the summed squared window of all
    * frames_total frames (positions where that sum is < 1e-11 give 0).
    * y[B][out_len] = that signal at positions [out0, out0+out_len). */

@@ -83,7 +83,7 @@ dx_status v3_blstm_build(v3_builder *b, v3_blstm *m, const char *prefix, int dim
     }
   }
   char name[256];
-  snprintf(name, sizeof name, "%s.linear", prefix);
+  snprintf(name, sizeof name, "%.240s.linear", prefix);
   const int64_t sl[2] = {dim, 2 * dim};
   m->linear = v3_take_wb(b, name, 2, sl);
   return b->st;

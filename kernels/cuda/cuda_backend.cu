@@ -12,6 +12,10 @@
  * device) is released with cudaFree. Cached blocks are released when an
  * allocation fails (then retried) and at destroy.
  *
+ * Threading: the backend is one worker's, but model weights shared by every
+ * worker are released through the backend that uploaded them by whichever
+ * thread frees the model last, so the allocator's lists are locked.
+ *
  * TF32: DEMIX_CUDA_TF32=1 in the environment lets cuBLAS and cuDNN use TF32
  * tensor cores (faster, about 1e-3 relative error); by default products are
  * exact float32 so results match the CPU reference. */
@@ -70,7 +74,8 @@ static int block_push(dx_cuda_block **arr, size_t *n, size_t *cap, void *p, size
   return 0;
 }
 
-/* Release every cached block (after the stream's queued work is done). */
+/* Release every cached block (after the stream's queued work is done).
+ * Called with mem_lock held. */
 static void cache_release(dx_cuda_ctx *c) {
   if (!c->n_cached) return;
   cudaStreamSynchronize(c->stream);
@@ -79,9 +84,14 @@ static void cache_release(dx_cuda_ctx *c) {
   c->cached_bytes = 0;
 }
 
-extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
-  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
-  *out = NULL;
+static void lock_mem(dx_cuda_ctx *c) {
+  if (c->mem_lock_ready) pthread_mutex_lock(&c->mem_lock);
+}
+static void unlock_mem(dx_cuda_ctx *c) {
+  if (c->mem_lock_ready) pthread_mutex_unlock(&c->mem_lock);
+}
+
+static dx_status alloc_locked(dx_cuda_ctx *c, size_t bytes, void **out) {
   const size_t size = round_size(bytes);
   for (size_t i = c->n_cached; i-- > 0;) {
     if (c->cached[i].size != size) continue;
@@ -95,15 +105,14 @@ extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
   void *p = NULL;
   cudaError_t e = cudaMalloc(&p, size);
   if (e == cudaErrorMemoryAllocation && c->n_cached) {
-    cudaGetLastError(); /* clear the sticky-free error state */
+    cudaGetLastError(); /* clear the error before retrying */
     cache_release(c);
     e = cudaMalloc(&p, size);
   }
   if (e != cudaSuccess) {
     cudaGetLastError();
-    dx_cuda_report(e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA, "cudaMalloc", cudaGetErrorString(e),
-                   __FILE__, __LINE__);
-    return e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA;
+    const dx_status st = e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA;
+    return dx_cuda_report(st, "cudaMalloc", cudaGetErrorString(e), __FILE__, __LINE__);
   }
   /* A block of ours released through another backend leaves a stale entry
    * whose address the driver may now hand out again: drop it. */
@@ -117,9 +126,19 @@ extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
   return DX_OK;
 }
 
+extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  *out = NULL;
+  lock_mem(c);
+  const dx_status st = alloc_locked(c, bytes, out);
+  unlock_mem(c);
+  return st;
+}
+
 extern "C" void dx_cuda_free(dx_backend *be, void *p) {
   if (!p) return;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  lock_mem(c);
   for (size_t i = c->n_live; i-- > 0;) {
     if (c->live[i].p != p) continue;
     const size_t size = c->live[i].size;
@@ -131,14 +150,21 @@ extern "C" void dx_cuda_free(dx_backend *be, void *p) {
     } else {
       c->cached_bytes += size;
     }
+    unlock_mem(c);
     return;
   }
+  unlock_mem(c);
   /* Not ours (allocated through another backend): plain release. */
   cudaStreamSynchronize(c->stream);
   cudaFree(p);
 }
 
-extern "C" void dx_cuda_cache_trim(dx_backend *be) { cache_release(dx_cuda_ctx_of(be)); }
+extern "C" void dx_cuda_cache_trim(dx_backend *be) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  lock_mem(c);
+  cache_release(c);
+  unlock_mem(c);
+}
 
 extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out) {
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
@@ -156,7 +182,7 @@ extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out)
   cudaError_t e = cudaMalloc(&c->ws, want);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    cache_release(c);
+    dx_cuda_cache_trim(be);
     e = cudaMalloc(&c->ws, want);
   }
   if (e != cudaSuccess) {
@@ -209,7 +235,9 @@ static void cu_destroy(dx_backend *be) {
     if (c->stream) cudaStreamSynchronize(c->stream);
     dx_cuda_conv_cache_free(c);
     dx_cuda_fft_cache_free(c);
+    lock_mem(c);
     cache_release(c);
+    unlock_mem(c);
     /* Live blocks still belong to their users (e.g. weights shared with
      * other backends); they are released by whoever frees them. */
     free(c->live);
@@ -218,12 +246,15 @@ static void cu_destroy(dx_backend *be) {
     if (c->cudnn) cudnnDestroy(c->cudnn);
     if (c->cublas) cublasDestroy(c->cublas);
     if (c->stream) cudaStreamDestroy(c->stream);
+    if (c->mem_lock_ready) pthread_mutex_destroy(&c->mem_lock);
     free(c);
   }
   free(be);
 }
 
 static dx_status cuda_init_ctx(dx_cuda_ctx *c) {
+  if (pthread_mutex_init(&c->mem_lock, NULL) != 0) return DX_ERR_NOMEM;
+  c->mem_lock_ready = 1;
   const char *tf = getenv("DEMIX_CUDA_TF32");
   c->tf32 = tf && tf[0] == '1';
   DX_CUDA_CHECK(cudaSetDevice(c->device));

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 #include <cufft.h>
+#include <pthread.h>
 
 extern "C" {
 #include "dx_backend.h"
@@ -39,6 +40,8 @@ typedef struct {
   dx_cuda_block *live, *cached;
   size_t n_live, cap_live, n_cached, cap_cached;
   size_t cached_bytes, cache_cap;
+  pthread_mutex_t mem_lock; /* guards the two lists above and the byte counts */
+  int mem_lock_ready;
 
   /* cuDNN workspace, grown rarely (never shrinks until destroy). */
   void *ws;

@@ -1,8 +1,9 @@
 /* features_frames.cu: the CUDA backend's per-frame features, one thread
  * block per STFT frame: spectral centroid, bandwidth, rolloff, flatness and
  * contrast peak/valley from the power spectrogram, and RMS and
- * zero-crossing rate from the signal. Each equals its CPU reference in
- * kernels/cpu/features_frames.c (same formulas, sums in double; the rolloff
+ * zero-crossing rate from the signal; and chroma_power, one warp per frame.
+ * Each equals its CPU reference in kernels/cpu/features_frames.c and
+ * features_ops.c (same formulas and constants, sums in double; the rolloff
  * scan and the contrast selection run sequentially in one thread in the
  * CPU's order). Threading: launches on the plan's stream. */
 #include <float.h>
@@ -36,7 +37,7 @@ __global__ void k_spectral(const float *power, int ld_pow, int nb, const double 
     double s = sqrtf(P[k]);
     l1 += s;
     ws += freq[k] * s;
-    double v = P[k] > 1e-10f ? P[k] : 1e-10; /* flatness: max(amin, |X|^2) */
+    double v = P[k] > 1e-10f ? P[k] : 1e-10f; /* flatness: max(amin, |X|^2), amin a float as on the CPU */
     prod *= v; /* the log of a running product, renormalised every 16 factors (as on the CPU) */
     as += v;
     if ((cnt & 15) == 15) {
@@ -155,6 +156,71 @@ extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, s
   if (!n_frames) return DX_OK;
   k_signal<<<n_frames, FTPB, 0, pv->stream>>>(y, (long long)n, (long long)frame0, plan->p.n_fft, plan->p.hop, feat,
                                               ld_feat);
+  DX_CUDA_CHECK(cudaGetLastError());
+  return DX_OK;
+}
+
+/* chroma_power: one warp per frame, CHROMA_WARPS frames per block. Lane l
+ * sums bins l, l + 32, ... in float, separately below key_bin0 (low) and
+ * from key_bin0 on (the key's chroma); the lanes' sums are combined by
+ * shuffles and chroma = low + key, as on the CPU. n_chroma is the same for
+ * the whole warp, so every lane takes part in every shuffle. */
+#define CHROMA_WARPS 8
+#define CHROMA_MAX 16
+
+__global__ void k_chroma_power(const float *power, int ld_pow, int n_frames, int nb, const float *fb, int nc,
+                               int key_bin0, float *chroma, float *key, int ld_out) {
+  int lane = threadIdx.x & 31;
+  int t = blockIdx.x * CHROMA_WARPS + (threadIdx.x >> 5);
+  if (t >= n_frames) return; /* whole warps only (t is the same across a warp) */
+  const float *P = power + (size_t)t * ld_pow;
+  float lo[CHROMA_MAX], hi[CHROMA_MAX];
+#pragma unroll
+  for (int c = 0; c < CHROMA_MAX; c++) lo[c] = hi[c] = 0.0f;
+  for (int k = lane; k < key_bin0; k += 32) {
+    float p = P[k];
+#pragma unroll
+    for (int c = 0; c < CHROMA_MAX; c++)
+      if (c < nc) lo[c] += p * fb[(size_t)c * nb + k];
+  }
+  for (int k = key_bin0 + lane; k < nb; k += 32) {
+    float p = P[k];
+#pragma unroll
+    for (int c = 0; c < CHROMA_MAX; c++)
+      if (c < nc) hi[c] += p * fb[(size_t)c * nb + k];
+  }
+#pragma unroll
+  for (int c = 0; c < CHROMA_MAX; c++)
+    if (c < nc)
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) {
+        lo[c] += __shfl_down_sync(0xffffffffu, lo[c], off);
+        hi[c] += __shfl_down_sync(0xffffffffu, hi[c], off);
+      }
+  if (lane == 0) {
+    float *co = chroma + (size_t)t * ld_out;
+#pragma unroll
+    for (int c = 0; c < CHROMA_MAX; c++)
+      if (c < nc) co[c] = lo[c] + hi[c];
+    if (key) {
+      float *ko = key + (size_t)t * ld_out;
+#pragma unroll
+      for (int c = 0; c < CHROMA_MAX; c++)
+        if (c < nc) ko[c] = hi[c];
+    }
+  }
+}
+
+extern "C" dx_status dx_cuda_chroma_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames,
+                                          int key_bin0, float *chroma, float *key, int ld_out) {
+  dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
+  int nb = plan->n_bins, nc = plan->p.n_chroma;
+  if (nc > CHROMA_MAX || ld_pow < nb || ld_out < nc || n_frames < 0 || key_bin0 < 0) return DX_ERR_INVALID;
+  if (key_bin0 > nb) key_bin0 = nb;
+  if (!n_frames) return DX_OK;
+  unsigned blocks = (unsigned)((n_frames + CHROMA_WARPS - 1) / CHROMA_WARPS);
+  k_chroma_power<<<blocks, 32 * CHROMA_WARPS, 0, pv->stream>>>(power, ld_pow, n_frames, nb, plan->chroma_fb, nc,
+                                                               key_bin0, chroma, key, ld_out);
   DX_CUDA_CHECK(cudaGetLastError());
   return DX_OK;
 }

@@ -7,9 +7,13 @@
  *
  * Memory: the plan owns the window, the filterbank matrices and the batched
  * frame and spectrum buffers for max_frames frames, made once in
- * plan_create. The reductions' few-byte scratch comes from the stream-ordered
- * pool (cudaMallocAsync), which reuses its memory after the first call.
- * Threading: a plan belongs to one worker and runs on its backend's stream. */
+ * plan_create. These and the reductions' few-byte scratch come from the
+ * backend's caching allocator (dx_cuda_alloc), so a warm worker calls no
+ * cudaMalloc. Only the reductions (col_max, moments) copy results back
+ * and wait for the stream.
+ * Threading: a plan belongs to one worker and runs on its backend's stream
+ * (kernels, cuFFT through cufftSetStream, cuBLAS through the backend's
+ * handle, copies). */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -26,24 +30,61 @@ extern "C" {
 
 static void cu_plan_destroy(dx_feat_plan *plan) {
   if (!plan) return;
+  dx_backend *be = plan->be;
   dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
+  /* The buffers go back to the allocator, which hands a block out again
+   * only to later work on the same stream; the FFT plan's own tables are
+   * released at once, so queued transforms finish first. */
   if (pv) {
-    if (pv->fft_ok) cufftDestroy(pv->fft);
-    cudaFree(pv->frames);
-    cudaFree(pv->spec);
-    cudaFree(pv->window);
-    cudaFree(pv->freq);
+    if (pv->fft_ok) {
+      cudaStreamSynchronize(pv->stream);
+      cufftDestroy(pv->fft);
+    }
+    dx_cuda_free(be, pv->frames);
+    dx_cuda_free(be, pv->spec);
+    dx_cuda_free(be, pv->window);
+    dx_cuda_free(be, pv->freq);
     free(pv);
   }
-  cudaFree((void *)plan->mel_fb);
-  cudaFree((void *)plan->chroma_fb);
-  cudaFree((void *)plan->dct);
+  dx_cuda_free(be, (void *)plan->mel_fb);
+  dx_cuda_free(be, (void *)plan->chroma_fb);
+  dx_cuda_free(be, (void *)plan->dct);
   free(plan);
 }
 
-static dx_status upload_table(cudaStream_t s, const void *host, size_t bytes, void **dev) {
-  DX_CUDA_CHECK(cudaMalloc(dev, bytes));
-  DX_CUDA_CHECK(cudaMemcpyAsync(*dev, host, bytes, cudaMemcpyHostToDevice, s));
+/* Device copy of a host table (queued on the stream; the caller syncs
+ * before freeing host). *dev is set only on success. */
+static dx_status upload_table(dx_backend *be, const void *host, size_t bytes, void **dev) {
+  void *d = NULL;
+  DX_CU_TRY(dx_cuda_alloc(be, bytes, &d));
+  cudaError_t e = cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, dx_cuda_stream(be));
+  if (e != cudaSuccess) {
+    dx_cuda_free(be, d);
+    return dx_cuda_report(DX_ERR_CUDA, "cudaMemcpyAsync(table)", cudaGetErrorString(e), __FILE__, __LINE__);
+  }
+  *dev = d;
+  return DX_OK;
+}
+
+/* The batched real-to-complex FFT of max_frames frames of n_fft, packed
+ * (input frames n_fft apart, spectra n_bins apart), on the backend's
+ * stream. When cuFFT cannot get its work area, the allocator's cached
+ * blocks are released and planning is tried once more. */
+static dx_status make_fft(dx_backend *be, dx_cuda_feat_priv *pv, int nf, int nb, int mf) {
+  for (int attempt = 0;; attempt++) {
+    DX_CUFFT_CHECK(cufftCreate(&pv->fft));
+    pv->fft_ok = 1;
+    int n[1] = {nf};
+    size_t work = 0;
+    cufftResult r = cufftMakePlanMany(pv->fft, 1, n, n, 1, nf, n, 1, nb, CUFFT_R2C, mf, &work);
+    if (r == CUFFT_SUCCESS) break;
+    cufftDestroy(pv->fft);
+    pv->fft_ok = 0;
+    if (r != CUFFT_ALLOC_FAILED || attempt)
+      return dx_cuda_report(DX_ERR_CUFFT, "cufftMakePlanMany", "cufft failure", __FILE__, __LINE__);
+    dx_cuda_cache_trim(be);
+  }
+  DX_CUFFT_CHECK(cufftSetStream(pv->fft, pv->stream));
   return DX_OK;
 }
 
@@ -53,14 +94,13 @@ static dx_status make_plan(dx_backend *be, dx_feat_plan *plan) {
   const dx_feat_params *p = &plan->p;
   int nb = plan->n_bins, nf = p->n_fft, mf = plan->max_frames;
   DX_CUDA_CHECK(cudaSetDevice(c->device));
-  /* batched real-to-complex FFT of max_frames frames, contiguous */
-  int n[1] = {nf};
-  DX_CUFFT_CHECK(cufftPlanMany(&pv->fft, 1, n, NULL, 1, nf, NULL, 1, nb, CUFFT_R2C, mf));
-  pv->fft_ok = 1;
-  DX_CUFFT_CHECK(cufftSetStream(pv->fft, c->stream));
-  DX_CUDA_CHECK(cudaMalloc((void **)&pv->frames, (size_t)mf * nf * sizeof(float)));
+  DX_CU_TRY(make_fft(be, pv, nf, nb, mf));
+  /* frames past a call's n_frames are transformed too (the plan's batch is
+   * max_frames) and their spectra ignored: zero them once so they are
+   * always finite */
+  DX_CU_TRY(dx_cuda_alloc(be, (size_t)mf * nf * sizeof(float), (void **)&pv->frames));
   DX_CUDA_CHECK(cudaMemsetAsync(pv->frames, 0, (size_t)mf * nf * sizeof(float), c->stream));
-  DX_CUDA_CHECK(cudaMalloc((void **)&pv->spec, (size_t)mf * nb * sizeof(cufftComplex)));
+  DX_CU_TRY(dx_cuda_alloc(be, (size_t)mf * nb * sizeof(cufftComplex), (void **)&pv->spec));
 
   /* constant tables, computed on the host exactly as the CPU backend does */
   size_t mel_n = (size_t)p->n_mels * nb, chroma_n = (size_t)p->n_chroma * nb, dct_n = (size_t)p->n_mfcc * p->n_mels;
@@ -75,30 +115,32 @@ static dx_status make_plan(dx_backend *be, dx_feat_plan *plan) {
   dx_feat_chroma_filterbank(p, h + mel_n);
   dx_feat_dct_matrix(p, h + mel_n + chroma_n);
   dx_feat_hann(nf, h + mel_n + chroma_n + dct_n);
+  /* fft_frequencies: bin k is k * sr / n_fft Hz (as the CPU's freq) */
   for (int k = 0; k < nb; k++) hf[k] = (double)p->sample_rate * k / nf;
-  void *d;
-  dx_status st = upload_table(c->stream, h, mel_n * sizeof(float), &d);
+  void *d = NULL;
+  dx_status st = upload_table(be, h, mel_n * sizeof(float), &d);
   if (st == DX_OK) {
     plan->mel_fb = (const float *)d;
-    st = upload_table(c->stream, h + mel_n, chroma_n * sizeof(float), &d);
+    st = upload_table(be, h + mel_n, chroma_n * sizeof(float), &d);
   }
   if (st == DX_OK) {
     plan->chroma_fb = (const float *)d;
-    st = upload_table(c->stream, h + mel_n + chroma_n, dct_n * sizeof(float), &d);
+    st = upload_table(be, h + mel_n + chroma_n, dct_n * sizeof(float), &d);
   }
   if (st == DX_OK) {
     plan->dct = (const float *)d;
-    st = upload_table(c->stream, h + mel_n + chroma_n + dct_n, nf * sizeof(float), &d);
+    st = upload_table(be, h + mel_n + chroma_n + dct_n, nf * sizeof(float), &d);
   }
   if (st == DX_OK) {
     pv->window = (float *)d;
-    st = upload_table(c->stream, hf, (size_t)nb * sizeof(double), &d);
+    st = upload_table(be, hf, (size_t)nb * sizeof(double), &d);
   }
   if (st == DX_OK) pv->freq = (double *)d;
-  if (st == DX_OK) {
-    cudaError_t e = cudaStreamSynchronize(c->stream); /* the host tables are freed next */
-    if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "cudaStreamSynchronize", cudaGetErrorString(e), __FILE__, __LINE__);
-  }
+  /* the host tables are freed next: wait for the copies (also after a
+   * failure, as earlier copies may still be queued) */
+  cudaError_t e = cudaStreamSynchronize(c->stream);
+  if (st == DX_OK && e != cudaSuccess)
+    st = dx_cuda_report(DX_ERR_CUDA, "cudaStreamSynchronize", cudaGetErrorString(e), __FILE__, __LINE__);
   free(h);
   free(hf);
   if (st != DX_OK) return st;
@@ -124,8 +166,7 @@ static dx_status cu_plan_create(dx_backend *be, const dx_feat_params *p, int max
   plan->n_bins = p->n_fft / 2 + 1;
   plan->max_frames = max_frames;
   plan->priv = pv;
-  pv->stream = dx_cuda_ctx_of(be)->stream;
-  pv->cublas = dx_cuda_ctx_of(be)->cublas;
+  pv->stream = dx_cuda_stream(be);
   st = make_plan(be, plan);
   if (st != DX_OK) {
     cu_plan_destroy(plan);
@@ -174,14 +215,18 @@ static dx_status cu_stft_power(dx_feat_plan *plan, const float *y, size_t n, siz
 }
 
 /* C = A B^T in row-major terms is C^T = B A^T in cuBLAS's column-major
- * terms: op(B) = T on the row-major B, op(A) = N on the row-major A. */
+ * terms: op(B) = T on the row-major B, op(A) = N on the row-major A.
+ * Always plain float32 arithmetic (compute type 32F_PEDANTIC), also when
+ * the backend's handle allows TF32 for the separation models
+ * (DEMIX_CUDA_TF32=1): the features must equal the CPU's. */
 static dx_status cu_gemm_nt(dx_backend *be, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                             float *C, int ldc) {
   if (M < 0 || N < 0 || K < 0) return DX_ERR_INVALID;
   if (!M || !N) return DX_OK;
   const float one = 1.0f, zero = 0.0f;
-  DX_CUBLAS_CHECK(cublasSgemm(dx_cuda_ctx_of(be)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, B, ldb, A, lda,
-                              &zero, C, ldc));
+  DX_CUBLAS_CHECK(cublasGemmEx(dx_cuda_ctx_of(be)->cublas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, B, CUDA_R_32F, ldb,
+                               A, CUDA_R_32F, lda, &zero, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F_PEDANTIC,
+                               CUBLAS_GEMM_DEFAULT));
   return DX_OK;
 }
 
@@ -233,14 +278,15 @@ static dx_status cu_col_max(dx_backend *be, const float *x, int n_rows, int ld, 
     *out_host = -INFINITY;
     return DX_OK;
   }
-  /* a scratch the size of the partial maxima, from the stream-ordered pool */
-  DX_CUDA_CHECK(cudaMallocAsync((void **)&part, nblk * sizeof(float), c->stream));
+  /* the partial maxima; the one block of the second pass reads them all
+   * before its thread 0 writes part[0] */
+  DX_CU_TRY(dx_cuda_alloc(be, nblk * sizeof(float), (void **)&part));
   k_max_partial<<<nblk, TPB, 0, c->stream>>>(x, n_rows, ld, col0, n_cols, part);
   k_max_partial<<<1, TPB, 0, c->stream>>>(part, nblk, 1, 0, 1, part);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaMemcpyAsync(out_host, part, sizeof(float), cudaMemcpyDeviceToHost, c->stream);
-  cudaFreeAsync(part, c->stream);
   if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+  dx_cuda_free(be, part);
   if (e != cudaSuccess) return dx_cuda_report(DX_ERR_CUDA, "col_max", cudaGetErrorString(e), __FILE__, __LINE__);
   return DX_OK;
 }
@@ -341,17 +387,18 @@ static dx_status cu_moments(dx_backend *be, const float *x, int n_rows, int ld, 
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   if (n_cols <= 0) return DX_OK;
   double *d = NULL;
-  DX_CUDA_CHECK(cudaMallocAsync((void **)&d, 2 * (size_t)n_cols * sizeof(double), c->stream));
   double *h = (double *)malloc(2 * (size_t)n_cols * sizeof(double));
-  if (!h) {
-    cudaFreeAsync(d, c->stream);
-    return DX_ERR_NOMEM;
+  if (!h) return DX_ERR_NOMEM;
+  dx_status st = dx_cuda_alloc(be, 2 * (size_t)n_cols * sizeof(double), (void **)&d);
+  if (st != DX_OK) {
+    free(h);
+    return st;
   }
   k_moments<<<n_cols, TPB, 0, c->stream>>>(x, n_rows, ld, col0, d);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaMemcpyAsync(h, d, 2 * (size_t)n_cols * sizeof(double), cudaMemcpyDeviceToHost, c->stream);
-  cudaFreeAsync(d, c->stream);
   if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+  dx_cuda_free(be, d);
   if (e == cudaSuccess)
     for (int i = 0; i < n_cols; i++) {
       mean_host[i] = h[2 * i];
@@ -377,4 +424,5 @@ extern "C" const dx_feature_ops dx_cuda_feature_ops = {
     cu_cols_sub,
     cu_onset_flux,
     cu_moments,
+    dx_cuda_chroma_power,
 };

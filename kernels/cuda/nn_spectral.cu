@@ -4,7 +4,8 @@
  * stft: a kernel cuts and windows the frames into a [items*frames][nfft]
  * buffer, one batched R2C transform, a kernel scales and writes the
  * [B][2][bins][frames] layout. istft: a kernel gathers the frames' bins into
- * a complex buffer (bins past `bins` zero), one batched C2R transform, and a
+ * a complex buffer (bins past `bins` zero, the imaginary parts of DC and
+ * Nyquist dropped as FFTW's c2r does), one batched C2R transform, and a
  * gather kernel overlap-adds each output sample over the frames covering it
  * (in increasing frame order) and divides by the summed squared window of
  * all frames_total frames. Batch items are processed in groups so the
@@ -176,8 +177,14 @@ extern "C" dx_status dx_cuda_nn_stft(dx_backend *be, const float *x, float *y, i
   return st;
 }
 
-/* spec[bi*frames + t][f] = (z[bi][0][f][t], z[bi][1][f][t]) for f < bins, else 0. */
-__global__ void istft_in_kernel(const float *z, cufftComplex *spec, int nh, int bins, int frames, long long total) {
+/* spec[bi*frames + t][f] = (z[bi][0][f][t], z[bi][1][f][t]) for f < bins, else 0.
+ * The imaginary parts of the DC bin and (even nfft) the Nyquist bin are
+ * dropped: a real inverse transform ignores them (FFTW, the CPU reference,
+ * does), while cuFFT's C2R leaves non-Hermitian input undefined (a nonzero
+ * imaginary DC, which a network's spectrogram has, would come out as a
+ * Nyquist-rate ripple). */
+__global__ void istft_in_kernel(const float *z, cufftComplex *spec, int nfft, int nh, int bins, int frames,
+                                long long total) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     const int f = (int)(i % nh);
@@ -190,7 +197,7 @@ __global__ void istft_in_kernel(const float *z, cufftComplex *spec, int nh, int 
     if (f < bins) {
       const float *zb = z + bi * 2 * bins * (long long)frames;
       v.x = zb[(long long)f * frames + t];
-      v.y = zb[((long long)bins + f) * frames + t];
+      if (f != 0 && 2 * f != nfft) v.y = zb[((long long)bins + f) * frames + t];
     }
     spec[i] = v;
   }
@@ -239,8 +246,8 @@ extern "C" dx_status dx_cuda_nn_istft(dx_backend *be, const float *z, float *y, 
     st = fft_plan(be, CUFFT_C2R, nfft, (int)(nb * frames), &plan);
     if (st != DX_OK) break;
     const long long tin = nb * frames * (long long)nh, tout = nb * out_len;
-    istft_in_kernel<<<dx_cuda_grid(tin, 256), 256, 0, c->stream>>>(z + b0 * 2 * bins * (long long)frames, spec, nh,
-                                                                  bins, frames, tin);
+    istft_in_kernel<<<dx_cuda_grid(tin, 256), 256, 0, c->stream>>>(z + b0 * 2 * bins * (long long)frames, spec, nfft,
+                                                                  nh, bins, frames, tin);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) {
       st = dx_cuda_report(DX_ERR_CUDA, "istft_in_kernel", cudaGetErrorString(e), __FILE__, __LINE__);

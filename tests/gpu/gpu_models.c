@@ -4,10 +4,16 @@
  * long-track procedure, dx_apply_run) by relative L2 error, below 1e-4 where
  * the kit stores float32 (.f32) and below 2e-3 where it stores float16
  * (.f16). Cases: htdemucs_tiny, htdemucs_6s_tiny, hdemucs_tiny, demucs_tiny,
- * bag_tiny (two checkpoints with per-source weights). TF32 is turned off.
+ * bag_part_a and bag_part_b (forward), bag_tiny (two checkpoints with
+ * per-source weights). TF32 is turned off. Every forward case also runs on
+ * the CPU with the layer observer on both sides, and the first submodule
+ * whose GPU output departs from the CPU one (relative error above 1e-5) is
+ * named, so a failure points at a layer (a diagnostic; the verdict is the
+ * comparison with the kit).
  * Without a GPU (or a CUDA build) the program says so and exits 0; without
  * the kit each test skips. Label gpu: tools/test --gpu. */
 #include <json-c/json.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +25,73 @@
 #include "dx_test.h"
 #include "dx_util.h"
 
-static dx_backend *gpu;
+static dx_backend *gpu, *cpu;
+
+/* ---- per-layer outputs seen through the model observer ---- */
+
+#define MAX_ACTS 96
+#define HEAD_N 4096
+
+typedef struct {
+  char name[64];
+  size_t n, head_n;
+  double sum, sq;
+  float *head; /* first HEAD_N elements */
+} act_rec;
+
+typedef struct {
+  act_rec a[MAX_ACTS];
+  int n;
+} act_table;
+
+static void observer(void *user, const char *name, const float *data, size_t n, const size_t *shape, int ndim) {
+  (void)shape, (void)ndim;
+  act_table *t = user;
+  if (t->n >= MAX_ACTS) return;
+  act_rec *r = &t->a[t->n++];
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->n = n;
+  r->sum = r->sq = 0;
+  for (size_t i = 0; i < n; i++) r->sum += data[i], r->sq += (double)data[i] * data[i];
+  r->head_n = n < HEAD_N ? n : HEAD_N;
+  r->head = malloc((r->head_n ? r->head_n : 1) * sizeof *r->head);
+  if (r->head) memcpy(r->head, data, r->head_n * sizeof *r->head);
+}
+
+static void acts_free(act_table *t) {
+  for (int i = 0; i < t->n; i++) free(t->a[i].head);
+  t->n = 0;
+}
+
+/* Compare the GPU's layer outputs with the CPU's, in call order: print the
+ * first layer whose head (rel L2) or mean/rms (relative to the rms) departs
+ * by more than 1e-5, and the largest departure. */
+static void acts_compare(const char *kase, const act_table *g, const act_table *c) {
+  if (g->n != c->n) fprintf(stderr, "  %s: %d layer outputs on CUDA, %d on CPU\n", kase, g->n, c->n);
+  int first = -1, worst = -1;
+  double worst_e = 0;
+  for (int i = 0; i < g->n && i < c->n; i++) {
+    const act_rec *a = &g->a[i], *b = &c->a[i];
+    if (strcmp(a->name, b->name) || a->n != b->n || !a->head || !b->head) {
+      fprintf(stderr, "  %s: layer %d is %s (%zu) on CUDA, %s (%zu) on CPU\n", kase, i, a->name, a->n, b->name, b->n);
+      return;
+    }
+    const double rms = sqrt(b->sq / (double)b->n) + 1e-30;
+    double e = dx_test_rel_l2(a->head, b->head, a->head_n);
+    const double em = fabs(a->sum - b->sum) / (double)b->n / rms;
+    const double er = fabs(sqrt(a->sq / (double)a->n) - sqrt(b->sq / (double)b->n)) / rms;
+    if (em > e) e = em;
+    if (er > e) e = er;
+    if (!(e <= 1e-5) && first < 0) first = i;
+    if (!(e <= worst_e)) worst_e = e, worst = i;
+  }
+  if (first >= 0)
+    fprintf(stderr, "  %s: first layer departing from the CPU: %s (and %d after it); largest: %s %.3g\n", kase,
+            g->a[first].name, g->n - first - 1, g->a[worst].name, worst_e);
+  else if (g->n)
+    fprintf(stderr, "  %s: %d layer outputs agree with the CPU (largest departure %.3g%s%s)\n", kase, g->n, worst_e,
+            worst >= 0 ? " at " : "", worst >= 0 ? g->a[worst].name : "");
+}
 
 static int file_exists(const char *path) {
   struct stat sb;
@@ -88,14 +160,31 @@ static void forward_case(const char *kase) {
   const size_t len = nin / (size_t)info->audio_channels;
   CHECK(nref == (size_t)info->n_sources * nin);
   if (nref != (size_t)info->n_sources * nin) goto done;
-  float *out = malloc(nref * sizeof *out);
-  dx_errbuf err = {{0}};
-  dx_status st = dx_model_forward(m, gpu, in, len, out, &err);
-  CHECK_MSG(st == DX_OK, "%s forward on CUDA: %s: %s", kase, dx_strerror(st), err.msg);
-  char what[96];
-  snprintf(what, sizeof what, "%s_forward", kase);
-  if (st == DX_OK) compare(what, out, ref, nref, half_out);
-  free(out);
+  float *out = malloc(nref * sizeof *out), *cout = malloc(nref * sizeof *cout);
+  act_table *ga = calloc(1, sizeof *ga), *ca = calloc(1, sizeof *ca);
+  CHECK(out && cout && ga && ca);
+  if (out && cout && ga && ca) {
+    dx_errbuf err = {{0}};
+    dx_model_set_observer(m, observer, ga);
+    dx_status st = dx_model_forward(m, gpu, in, len, out, &err);
+    CHECK_MSG(st == DX_OK, "%s forward on CUDA: %s: %s", kase, dx_strerror(st), err.msg);
+    char what[96];
+    snprintf(what, sizeof what, "%s_forward", kase);
+    if (st == DX_OK) compare(what, out, ref, nref, half_out);
+    /* the same call on the CPU, layer by layer */
+    dx_errbuf cerr = {{0}};
+    dx_model_set_observer(m, observer, ca);
+    dx_status cst = dx_model_forward(m, cpu, in, len, cout, &cerr);
+    dx_model_set_observer(m, NULL, NULL);
+    CHECK_MSG(cst == DX_OK, "%s forward on CPU: %s: %s", kase, dx_strerror(cst), cerr.msg);
+    if (st == DX_OK && cst == DX_OK) {
+      acts_compare(kase, ga, ca);
+      fprintf(stderr, "  %-28s rel L2 %.3g against the CPU\n", what, dx_test_rel_l2(out, cout, nref));
+    }
+  }
+  if (ga) acts_free(ga);
+  if (ca) acts_free(ca);
+  free(ga), free(ca), free(out), free(cout);
 done:
   dx_model_free(m);
   free(in);
@@ -172,6 +261,10 @@ DX_TEST(htdemucs_tiny) { single_case("htdemucs_tiny"); }
 DX_TEST(htdemucs_6s_tiny) { single_case("htdemucs_6s_tiny"); }
 DX_TEST(hdemucs_tiny) { single_case("hdemucs_tiny"); }
 DX_TEST(demucs_tiny) { single_case("demucs_tiny"); }
+DX_TEST(bag_parts) {
+  single_case("bag_part_a");
+  single_case("bag_part_b");
+}
 
 DX_TEST(bag_tiny) {
   json_object *man = json_object_from_file(dx_test_ref_path("demucs/bag_tiny/manifest.json"));
@@ -201,21 +294,23 @@ DX_TEST(bag_tiny) {
 
 int main(int argc, char **argv) {
   static const dx_test_case cases[] = {DX_T(htdemucs_tiny), DX_T(htdemucs_6s_tiny), DX_T(hdemucs_tiny),
-                                       DX_T(demucs_tiny), DX_T(bag_tiny)};
+                                       DX_T(demucs_tiny), DX_T(bag_parts),        DX_T(bag_tiny)};
   dx_log_init("gpu_models"); /* CUDA errors are logged (dx_cuda_report) */
   char desc[128];
   if (!dx_backend_cuda_available(desc, sizeof desc)) {
     printf("gpu_models: skipped: no CUDA device (or a build without the CUDA backend)\n");
-    return 0;
+    return DX_TEST_SKIPPED;
   }
   setenv("DEMIX_CUDA_TF32", "0", 1); /* exact float32, as the tolerances assume */
   dx_errbuf err = {{0}};
-  if (dx_backend_open("cuda", &gpu, &err) != DX_OK) {
-    fprintf(stderr, "gpu_models: cannot open the CUDA backend: %s\n", err.msg);
+  if (dx_backend_open("cuda", &gpu, &err) != DX_OK || dx_backend_open("cpu", &cpu, &err) != DX_OK) {
+    fprintf(stderr, "gpu_models: cannot open the backends: %s\n", err.msg);
+    dx_backend_close(gpu);
     return 1;
   }
   fprintf(stderr, "gpu_models: %s\n", gpu->device_desc);
   int rc = dx_test_run(cases, sizeof cases / sizeof cases[0], argc, argv);
+  dx_backend_close(cpu);
   dx_backend_close(gpu);
   return rc;
 }

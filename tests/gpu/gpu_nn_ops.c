@@ -1,5 +1,9 @@
 /* gpu_nn_ops.c: every nn op of the CUDA backend against the CPU reference
- * (dx_nn_ops.h) on random inputs of Demucs-like shapes. Outputs on the GPU
+ * (dx_nn_ops.h) on random inputs of Demucs-like shapes (odd lengths, batched
+ * frequency rows, stride-4 transposed convolutions with crops, 8-head
+ * attention) and at the full-size HTDemucs shapes (test_model_shapes); the
+ * inverse STFT also on spectrograms that are not of a real signal, as the
+ * networks output them. Outputs on the GPU
  * are poisoned with NaN before each call, so an element the op leaves
  * unwritten fails the comparison. Tolerance: relative L2 error 1e-5 for
  * every op (all are float32 paths: cuBLAS pedantic float32, cuDNN GEMM
@@ -125,6 +129,8 @@ DX_TEST(test_conv1d) {
   conv1d_case("conv1d_enc", 1, 16, 8000, 32, 8, 4, 2, 1, 1);   /* time encoder: k8 s4 */
   conv1d_case("conv1d_dconv", 2, 24, 3000, 6, 3, 1, 2, 2, 1);  /* DConv: dilated k3 */
   conv1d_case("conv1d_1x1", 2, 32, 2000, 64, 1, 1, 0, 1, 0);   /* rewrite 1x1, no bias */
+  conv1d_case("conv1d_odd", 3, 5, 4097, 7, 8, 4, 2, 1, 1);     /* odd length, odd channels */
+  conv1d_case("conv1d_dil4", 2, 12, 777, 12, 3, 1, 4, 4, 1);   /* DConv dilation 4 */
 }
 
 static void conv_tr1d_case(const char *what, int batch, int cin, int lin, int cout, int k, int stride, int crop,
@@ -142,51 +148,44 @@ DX_TEST(test_conv_tr1d) {
   conv_tr1d_case("conv_tr1d_crop", 1, 32, 2000, 16, 8, 4, 2, (1999 * 4 + 8) - 4);
   conv_tr1d_case("conv_tr1d_full", 2, 16, 1000, 8, 8, 4, 0, 999 * 4 + 8);
   conv_tr1d_case("conv_tr1d_asym", 1, 8, 500, 4, 8, 4, 3, 1990);
+  conv_tr1d_case("conv_tr1d_odd", 3, 7, 1023, 5, 8, 4, 2, 1022 * 4 + 8 - 4);
+}
+
+static void conv2d_case(const char *what, int batch, int cin, int h, int wd, int cout, int kh, int kw, int sh, int sw,
+                        int ph, int pw) {
+  const int ho = (h + 2 * ph - kh) / sh + 1, wo = (wd + 2 * pw - kw) / sw + 1;
+  tens x = t_rand((size_t)batch * cin * h * wd, 1.0f), w = t_rand((size_t)cout * cin * kh * kw, 0.3f);
+  tens b = t_rand((size_t)cout, 0.5f), y = t_out((size_t)batch * cout * ho * wo);
+  BOTH(conv2d, (cpu, x.h, w.h, b.h, y.h, batch, cin, h, wd, cout, kh, kw, sh, sw, ph, pw),
+       (gpu, x.d, w.d, b.d, y.d, batch, cin, h, wd, cout, kh, kw, sh, sw, ph, pw));
+  t_check(what, &y, TOL);
+  t_free(&x), t_free(&w), t_free(&b), t_free(&y);
 }
 
 DX_TEST(test_conv2d) {
   HAVE(conv2d);
-  struct {
-    const char *what;
-    int batch, cin, h, wd, cout, kh, kw, sh, sw, ph, pw;
-  } cs[] = {{"conv2d_freq_enc", 1, 8, 256, 40, 16, 8, 1, 4, 1, 2, 0},
-            {"conv2d_3x3", 2, 8, 64, 30, 12, 3, 3, 1, 1, 1, 1},
-            {"conv2d_1x1", 1, 16, 32, 40, 32, 1, 1, 1, 1, 0, 0}};
-  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
-    int ho = (cs[i].h + 2 * cs[i].ph - cs[i].kh) / cs[i].sh + 1, wo = (cs[i].wd + 2 * cs[i].pw - cs[i].kw) / cs[i].sw + 1;
-    tens x = t_rand((size_t)cs[i].batch * cs[i].cin * cs[i].h * cs[i].wd, 1.0f);
-    tens w = t_rand((size_t)cs[i].cout * cs[i].cin * cs[i].kh * cs[i].kw, 0.3f);
-    tens b = t_rand((size_t)cs[i].cout, 0.5f), y = t_out((size_t)cs[i].batch * cs[i].cout * ho * wo);
-    BOTH(conv2d,
-         (cpu, x.h, w.h, b.h, y.h, cs[i].batch, cs[i].cin, cs[i].h, cs[i].wd, cs[i].cout, cs[i].kh, cs[i].kw, cs[i].sh,
-          cs[i].sw, cs[i].ph, cs[i].pw),
-         (gpu, x.d, w.d, b.d, y.d, cs[i].batch, cs[i].cin, cs[i].h, cs[i].wd, cs[i].cout, cs[i].kh, cs[i].kw, cs[i].sh,
-          cs[i].sw, cs[i].ph, cs[i].pw));
-    t_check(cs[i].what, &y, TOL);
-    t_free(&x), t_free(&w), t_free(&b), t_free(&y);
-  }
+  conv2d_case("conv2d_freq_enc", 1, 8, 256, 40, 16, 8, 1, 4, 1, 2, 0);
+  conv2d_case("conv2d_3x3", 2, 8, 64, 30, 12, 3, 3, 1, 1, 1, 1);
+  conv2d_case("conv2d_1x1", 1, 16, 32, 40, 32, 1, 1, 1, 1, 0, 0);
+  conv2d_case("conv2d_odd", 1, 6, 131, 37, 10, 8, 1, 4, 1, 2, 0); /* (131 + 4 - 8) / 4 + 1 = 32 rows */
+}
+
+static void conv_tr2d_case(const char *what, int batch, int cin, int h, int wd, int cout, int kh, int kw, int sh,
+                           int sw, int ch, int cw, int ho, int wo, int with_bias) {
+  tens x = t_rand((size_t)batch * cin * h * wd, 1.0f), w = t_rand((size_t)cin * cout * kh * kw, 0.3f);
+  tens b = t_rand((size_t)cout, 0.5f), y = t_out((size_t)batch * cout * ho * wo);
+  BOTH(conv_tr2d, (cpu, x.h, w.h, with_bias ? b.h : NULL, y.h, batch, cin, h, wd, cout, kh, kw, sh, sw, ch, cw, ho, wo),
+       (gpu, x.d, w.d, with_bias ? b.d : NULL, y.d, batch, cin, h, wd, cout, kh, kw, sh, sw, ch, cw, ho, wo));
+  t_check(what, &y, TOL);
+  t_free(&x), t_free(&w), t_free(&b), t_free(&y);
 }
 
 DX_TEST(test_conv_tr2d) {
   HAVE(conv_tr2d);
-  struct {
-    const char *what;
-    int batch, cin, h, wd, cout, kh, kw, sh, sw, ch, cw, ho, wo;
-  } cs[] = {{"conv_tr2d_freq_dec", 1, 16, 64, 40, 8, 8, 1, 4, 1, 2, 0, 256, 40},
-            {"conv_tr2d_full", 2, 8, 20, 10, 4, 4, 3, 2, 2, 0, 0, 42, 21},
-            {"conv_tr2d_both", 1, 4, 16, 12, 6, 3, 3, 2, 2, 1, 1, 30, 22}};
-  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
-    tens x = t_rand((size_t)cs[i].batch * cs[i].cin * cs[i].h * cs[i].wd, 1.0f);
-    tens w = t_rand((size_t)cs[i].cin * cs[i].cout * cs[i].kh * cs[i].kw, 0.3f);
-    tens b = t_rand((size_t)cs[i].cout, 0.5f), y = t_out((size_t)cs[i].batch * cs[i].cout * cs[i].ho * cs[i].wo);
-    BOTH(conv_tr2d,
-         (cpu, x.h, w.h, b.h, y.h, cs[i].batch, cs[i].cin, cs[i].h, cs[i].wd, cs[i].cout, cs[i].kh, cs[i].kw, cs[i].sh,
-          cs[i].sw, cs[i].ch, cs[i].cw, cs[i].ho, cs[i].wo),
-         (gpu, x.d, w.d, b.d, y.d, cs[i].batch, cs[i].cin, cs[i].h, cs[i].wd, cs[i].cout, cs[i].kh, cs[i].kw, cs[i].sh,
-          cs[i].sw, cs[i].ch, cs[i].cw, cs[i].ho, cs[i].wo));
-    t_check(cs[i].what, &y, TOL);
-    t_free(&x), t_free(&w), t_free(&b), t_free(&y);
-  }
+  conv_tr2d_case("conv_tr2d_freq_dec", 1, 16, 64, 40, 8, 8, 1, 4, 1, 2, 0, 256, 40, 1);
+  conv_tr2d_case("conv_tr2d_full", 2, 8, 20, 10, 4, 4, 3, 2, 2, 0, 0, 42, 21, 1);
+  conv_tr2d_case("conv_tr2d_both", 1, 4, 16, 12, 6, 3, 3, 2, 2, 1, 1, 30, 22, 1);
+  conv_tr2d_case("conv_tr2d_nobias", 1, 12, 33, 17, 6, 8, 1, 4, 1, 2, 0, 132, 17, 0);
 }
 
 /* ---- matrix products and attention ---- */
@@ -277,6 +276,8 @@ DX_TEST(test_group_norm) {
   } cs[] = {{"group_norm_g1", 2, 48, 3000, 1, 1, 0, 0},
             {"group_norm_g4", 2, 48, 3000, 4, 1, 0, 1},
             {"group_norm_cl", 2, 48, 700, 4, 1, 1, 0},
+            {"group_norm_cl_g1", 1, 384, 1337, 1, 1, 1, 1},
+            {"group_norm_batch", 257, 6, 333, 1, 1, 0, 1},
             {"group_norm_noaff", 1, 16, 100000, 1, 0, 0, 0}};
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
     const size_t n = (size_t)cs[i].batch * cs[i].channels * cs[i].len;
@@ -371,6 +372,11 @@ DX_TEST(test_elementwise) {
   BOTH(add_scaled, (cpu, gy.h, ay.h, outer, c, inner, NULL), (gpu, gy.d, ay.d, outer, c, inner, NULL));
   t_check("add_scaled_noscale", &ay, TOL);
   t_free(&g), t_free(&gy), t_free(&sc), t_free(&bi), t_free(&ay);
+  /* [tokens][dim] with a per-column scale: inner 1 */
+  tens tx = t_rand(1001 * 96, 1.0f), ty = t_rand(1001 * 96, 1.0f), ts = t_rand(96, 1.0f);
+  BOTH(add_scaled, (cpu, tx.h, ty.h, 1001, 96, 1, ts.h), (gpu, tx.d, ty.d, 1001, 96, 1, ts.d));
+  t_check("add_scaled_inner1", &ty, TOL);
+  t_free(&tx), t_free(&ty), t_free(&ts);
 }
 
 /* ---- data movement ---- */
@@ -458,14 +464,18 @@ DX_TEST(test_stft) {
   BOTH(istft, (cpu, z2.h, y2.h, 3, 256, 64, 129, 12, 0, 12, 0, 960),
        (gpu, z2.d, y2.d, 3, 256, 64, 129, 12, 0, 12, 0, 960));
   t_check("istft_allbins", &y2, TOL);
-  t_free(&x), t_free(&z), t_free(&y), t_free(&x2), t_free(&z2), t_free(&y2);
+  /* a spectrogram that is not one of a real signal (as a network outputs):
+   * the imaginary parts of DC and Nyquist must be ignored as the CPU's c2r does */
+  tens zr = t_rand(3 * 2 * 129 * 12, 1.0f), yr = t_out(3 * 960);
+  BOTH(istft, (cpu, zr.h, yr.h, 3, 256, 64, 129, 12, 0, 12, 0, 960), (gpu, zr.d, yr.d, 3, 256, 64, 129, 12, 0, 12, 0, 960));
+  t_check("istft_random_allbins", &yr, TOL);
+  t_free(&x), t_free(&z), t_free(&y), t_free(&x2), t_free(&z2), t_free(&y2), t_free(&zr), t_free(&yr);
 }
 
 /* ---- Demucs v3 ---- */
 
-DX_TEST(test_lstm) {
-  HAVE(lstm_bidir);
-  const int n_seq = 6, steps = 200, in_dim = 64, hidden = 32, G = 4 * hidden;
+static void lstm_case(const char *what, int n_seq, int steps, int in_dim, int hidden) {
+  const int G = 4 * hidden;
   const float ws = 1.0f / sqrtf((float)hidden); /* nn.LSTM's init range */
   tens x = t_rand((size_t)n_seq * steps * in_dim, 1.0f), y = t_out((size_t)n_seq * steps * 2 * hidden);
   tens w[2][4];
@@ -478,10 +488,17 @@ DX_TEST(test_lstm) {
   }
   BOTH(lstm_bidir, (cpu, x.h, y.h, n_seq, steps, in_dim, hidden, &dh[0], &dh[1]),
        (gpu, x.d, y.d, n_seq, steps, in_dim, hidden, &dd[0], &dd[1]));
-  t_check("lstm_bidir", &y, TOL);
+  t_check(what, &y, TOL);
   t_free(&x), t_free(&y);
   for (int d = 0; d < 2; d++)
     for (int i = 0; i < 4; i++) t_free(&w[d][i]);
+}
+
+DX_TEST(test_lstm) {
+  HAVE(lstm_bidir);
+  lstm_case("lstm_bidir", 6, 200, 64, 32);
+  lstm_case("lstm_bidir_layer2", 11, 200, 2 * 96, 96); /* second layer: input 2*hidden, 200-step windows */
+  lstm_case("lstm_bidir_short", 1, 37, 20, 20);        /* a chunk shorter than a window */
 }
 
 static void local_attn_case(const char *what, int batch, int C, int T, int heads, int ndecay, int inplace) {
@@ -507,6 +524,7 @@ DX_TEST(test_local_attn) {
   HAVE(local_attn);
   local_attn_case("local_attn", 2, 32, 400, 4, 4, 0);
   local_attn_case("local_attn_nodecay", 1, 16, 150, 4, 0, 1);
+  local_attn_case("local_attn_long", 1, 16, 4501, 4, 4, 1); /* two query blocks on the GPU, odd length */
 }
 
 DX_TEST(test_resample) {
@@ -518,6 +536,72 @@ DX_TEST(test_resample) {
   BOTH(resample, (cpu, x.h, down.h, rows, len, 2, 1), (gpu, x.d, down.d, rows, len, 2, 1));
   t_check("resample_down", &down, TOL);
   t_free(&x), t_free(&up), t_free(&down);
+  /* odd length: the last output sample of the downsampler uses the replicated edge */
+  tens xo = t_rand(2 * 4099, 1.0f), dno = t_out(2 * (4099 / 2));
+  BOTH(resample, (cpu, xo.h, dno.h, 2, 4099, 2, 1), (gpu, xo.d, dno.d, 2, 4099, 2, 1));
+  t_check("resample_down_odd", &dno, TOL);
+  t_free(&xo), t_free(&dno);
+}
+
+/* ---- the full-size HTDemucs shapes (7.8 s segment, 48 channels, 512-dim transformer) ---- */
+
+DX_TEST(test_model_shapes) {
+  HAVE(conv1d);
+  HAVE(conv2d);
+  HAVE(conv_tr1d);
+  HAVE(conv_tr2d);
+  HAVE(attention);
+  HAVE(linear);
+  HAVE(layer_norm);
+  HAVE(group_norm);
+  HAVE(stft);
+  HAVE(istft);
+  /* time encoder 0: 2 -> 48 channels, k8 s4 over the padded 343980-sample segment */
+  conv1d_case("htd_tenc0", 1, 2, 343980, 48, 8, 4, 2, 1, 1);
+  /* frequency encoder 0: 4 (2 channels x re/im) -> 48, [8,1] stride [4,1] pad [2,0] over 2048 x 336 */
+  conv2d_case("htd_enc0", 1, 4, 2048, 336, 48, 8, 1, 4, 1, 2, 0);
+  /* DConv of the frequency branch: 512 frequency rows folded into the batch, dilation 2 */
+  conv1d_case("htd_dconv", 512, 48, 336, 6, 3, 1, 2, 2, 1);
+  /* last decoders: 48 -> 16 (4 sources x 2 channels x re/im) and 48 -> 8 */
+  conv_tr2d_case("htd_dec_last", 1, 48, 512, 336, 16, 8, 1, 4, 1, 2, 0, 2048, 336, 1);
+  conv_tr1d_case("htd_tdec_last", 1, 48, 85995, 8, 8, 4, 2, 343980);
+  /* cross-attention: 2688 frequency tokens on 1344 time tokens, 8 heads of 64 */
+  {
+    const int lq = 2688, lk = 1344, D = 512;
+    tens q = t_rand((size_t)lq * D, 1.0f), kv = t_rand((size_t)lk * 2 * D, 1.0f), o = t_out((size_t)lq * D);
+    BOTH(attention, (cpu, q.h, D, kv.h, 2 * D, kv.h + D, 2 * D, o.h, D, lq, lk, 8, 64, 0.125f),
+         (gpu, q.d, D, kv.d, 2 * D, kv.d + D, 2 * D, o.d, D, lq, lk, 8, 64, 0.125f));
+    t_check("htd_cross_attention", &o, TOL);
+    t_free(&q), t_free(&kv), t_free(&o);
+  }
+  /* feed-forward 512 -> 2048 on the time tokens, layer norm and the channels-last GroupNorm of the frequency tokens */
+  {
+    const int n = 1344, D = 512, F = 2048;
+    tens x = t_rand((size_t)n * D, 1.0f), w = t_rand((size_t)F * D, 0.04f), b = t_rand(F, 0.1f);
+    tens y = t_out((size_t)n * F);
+    BOTH(linear, (cpu, x.h, w.h, b.h, y.h, n, D, F), (gpu, x.d, w.d, b.d, y.d, n, D, F));
+    t_check("htd_ffn", &y, TOL);
+    t_free(&x), t_free(&w), t_free(&b), t_free(&y);
+    tens t = t_rand((size_t)2688 * D, 2.0f), g = t_rand(D, 1.0f), be = t_rand(D, 1.0f), lo = t_out((size_t)2688 * D);
+    BOTH(layer_norm, (cpu, t.h, lo.h, 2688, D, g.h, be.h, 1e-5f), (gpu, t.d, lo.d, 2688, D, g.d, be.d, 1e-5f));
+    t_check("htd_layer_norm", &lo, TOL);
+    BOTH(group_norm, (cpu, t.h, t.h, 1, D, 2688, 1, g.h, be.h, 1e-5f, 1), (gpu, t.d, t.d, 1, D, 2688, 1, g.d, be.d, 1e-5f, 1));
+    t_check("htd_norm_out", &t, TOL);
+    t_free(&t), t_free(&g), t_free(&be), t_free(&lo);
+  }
+  /* the spectrogram of a segment and its inverse (4 sources x 2 channels) */
+  {
+    const int nfft = 4096, hop = 1024, frames = 336, bins = 2048, rows = 8;
+    const long long len = 351232, out0 = 2048 + 1536, out_len = 343980;
+    tens x = t_rand((size_t)2 * len, 0.5f), z = t_out((size_t)2 * 2 * bins * frames);
+    BOTH(stft, (cpu, x.h, z.h, 2, len, nfft, hop, 2, frames, bins), (gpu, x.d, z.d, 2, len, nfft, hop, 2, frames, bins));
+    t_check("htd_stft", &z, TOL);
+    tens zs = t_rand((size_t)rows * 2 * bins * frames, 1.0f), y = t_out((size_t)rows * out_len);
+    BOTH(istft, (cpu, zs.h, y.h, rows, nfft, hop, bins, frames, 2, frames + 4, out0, out_len),
+         (gpu, zs.d, y.d, rows, nfft, hop, bins, frames, 2, frames + 4, out0, out_len));
+    t_check("htd_istft", &y, TOL);
+    t_free(&x), t_free(&z), t_free(&zs), t_free(&y);
+  }
 }
 
 /* ---- bad shapes are errors, not crashes ---- */
@@ -538,13 +622,14 @@ int main(int argc, char **argv) {
       DX_T(test_conv1d),    DX_T(test_conv_tr1d),  DX_T(test_conv2d),   DX_T(test_conv_tr2d), DX_T(test_gemm),
       DX_T(test_linear),    DX_T(test_attention),  DX_T(test_softmax),  DX_T(test_group_norm), DX_T(test_layer_norm),
       DX_T(test_mean_std),  DX_T(test_elementwise), DX_T(test_permute), DX_T(test_pad_copy),  DX_T(test_frames),
-      DX_T(test_stft),      DX_T(test_lstm),       DX_T(test_local_attn), DX_T(test_resample), DX_T(test_invalid),
+      DX_T(test_stft),      DX_T(test_lstm),       DX_T(test_local_attn), DX_T(test_resample), DX_T(test_model_shapes),
+      DX_T(test_invalid),
   };
   dx_log_init("gpu_nn_ops"); /* CUDA errors are logged (dx_cuda_report) */
   char desc[128];
   if (!dx_backend_cuda_available(desc, sizeof desc)) {
     printf("gpu_nn_ops: skipped: no CUDA device (or a build without the CUDA backend)\n");
-    return 0;
+    return DX_TEST_SKIPPED;
   }
   setenv("DEMIX_CUDA_TF32", "0", 1); /* exact float32: the comparisons below assume it */
   dx_errbuf err = {{0}};

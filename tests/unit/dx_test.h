@@ -28,6 +28,10 @@ extern int dx_test_failures; /* failures inside the current test */
 
 int dx_test_run(const dx_test_case *cases, size_t n, int argc, char **argv);
 
+/* Exit code of a test program that cannot run on this host at all (the
+ * GPU tier without a GPU): ctest reports the test as Skipped. */
+#define DX_TEST_SKIPPED 77
+
 #define CHECK(cond)                                                             \
   do {                                                                          \
     if (!(cond)) {                                                              \
