@@ -51,8 +51,10 @@ size_t dx_model_valid_length(const dx_model *m, size_t length);
  * out [n_sources][audio_channels][length] (host memory, caller-allocated).
  * HTDemucs zero-pads a shorter chunk to its training length and crops the
  * output back; a longer one is DX_ERR_INVALID. Runs on backend be: the
- * weights are uploaded on first use per device kind through that backend,
- * which must then outlive the model (free models before closing backends);
+ * weights are uploaded on first use per device kind through that backend
+ * and freed through it with the model (a CUDA backend closed first, as a
+ * worker's is when reopened after a device error, keeps its allocator
+ * until the last of them is freed);
  * activations come from one allocation per call, sized once per length.
  * Errors: DX_ERR_INVALID (arguments), DX_ERR_UNSUPPORTED (the backend lacks
  * an op), the backend's allocation/device errors; err has details. */

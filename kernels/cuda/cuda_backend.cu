@@ -135,6 +135,8 @@ extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out) {
   return st;
 }
 
+static void ctx_free(dx_cuda_ctx *c);
+
 extern "C" void dx_cuda_free(dx_backend *be, void *p) {
   if (!p) return;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
@@ -143,6 +145,16 @@ extern "C" void dx_cuda_free(dx_backend *be, void *p) {
     if (c->live[i].p != p) continue;
     const size_t size = c->live[i].size;
     c->live[i] = c->live[--c->n_live];
+    if (c->closed) { /* the backend is gone: no stream, no cache; the last block takes the rest with it */
+      const int last = c->n_live == 0;
+      unlock_mem(c);
+      cudaFree(p); /* waits for the device's work on it */
+      if (last) {
+        ctx_free(c);
+        free(be);
+      }
+      return;
+    }
     if (c->cached_bytes + size > c->cache_cap) cache_release(c); /* keep the cache bounded */
     if (block_push(&c->cached, &c->n_cached, &c->cap_cached, p, size)) {
       cudaStreamSynchronize(c->stream);
@@ -228,27 +240,42 @@ static dx_status cu_sync(dx_backend *be) {
   DX_CUDA_CHECK(cudaStreamSynchronize(dx_cuda_stream(be)));
   return DX_OK;
 }
+/* The allocator's bookkeeping and the context itself. */
+static void ctx_free(dx_cuda_ctx *c) {
+  free(c->live);
+  free(c->cached);
+  if (c->mem_lock_ready) pthread_mutex_destroy(&c->mem_lock);
+  free(c);
+}
+
 static void cu_destroy(dx_backend *be) {
   if (!be) return;
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
-  if (c) {
-    if (c->stream) cudaStreamSynchronize(c->stream);
-    dx_cuda_conv_cache_free(c);
-    dx_cuda_fft_cache_free(c);
-    lock_mem(c);
-    cache_release(c);
-    unlock_mem(c);
-    /* Live blocks still belong to their users (e.g. weights shared with
-     * other backends); they are released by whoever frees them. */
-    free(c->live);
-    free(c->cached);
-    if (c->ws) cudaFree(c->ws);
-    if (c->cudnn) cudnnDestroy(c->cudnn);
-    if (c->cublas) cublasDestroy(c->cublas);
-    if (c->stream) cudaStreamDestroy(c->stream);
-    if (c->mem_lock_ready) pthread_mutex_destroy(&c->mem_lock);
-    free(c);
+  if (!c) {
+    free(be);
+    return;
   }
+  if (c->stream) cudaStreamSynchronize(c->stream);
+  dx_cuda_conv_cache_free(c);
+  dx_cuda_fft_cache_free(c);
+  lock_mem(c);
+  cache_release(c);
+  if (c->ws) cudaFree(c->ws);
+  c->ws = NULL;
+  if (c->cudnn) cudnnDestroy(c->cudnn);
+  if (c->cublas) cublasDestroy(c->cublas);
+  if (c->stream) cudaStreamDestroy(c->stream);
+  c->cudnn = NULL;
+  c->cublas = NULL;
+  c->stream = NULL;
+  /* Live blocks still belong to their users (weights of cached models that
+   * other workers may be running): the lists and be stay, closed, until the
+   * last of them is freed through be (dx_cuda_free). */
+  const int live = c->n_live > 0;
+  c->closed = live;
+  unlock_mem(c);
+  if (live) return;
+  ctx_free(c);
   free(be);
 }
 

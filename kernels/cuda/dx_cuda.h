@@ -40,8 +40,13 @@ typedef struct {
   dx_cuda_block *live, *cached;
   size_t n_live, cap_live, n_cached, cap_cached;
   size_t cached_bytes, cache_cap;
-  pthread_mutex_t mem_lock; /* guards the two lists above and the byte counts */
+  pthread_mutex_t mem_lock; /* guards the two lists above, the byte counts and closed */
   int mem_lock_ready;
+  /* Closed while blocks were still live (weights of cached models, which
+   * outlive a worker's backend when it is reopened after an error): the
+   * stream and handles are gone, the lists and the backend stay until the
+   * last live block is freed (see cu_destroy). */
+  int closed;
 
   /* cuDNN workspace, grown rarely (never shrinks until destroy). */
   void *ws;
