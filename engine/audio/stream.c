@@ -16,6 +16,7 @@
 
 #include "audio_internal.h"
 #include "dx_audio.h"
+#include "dx_util.h"
 
 /* ---- scratch files ---- */
 
@@ -97,7 +98,7 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
     return DX_ERR_NOMEM;
   }
   snprintf(w->path, sizeof w->path, "%s", path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+  dx_tmp_path(w->tmp, sizeof w->tmp, path);
   w->si.channels = channels;
   w->si.samplerate = samplerate;
   w->si.format = fmt;

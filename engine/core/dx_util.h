@@ -20,8 +20,12 @@ long long dx_unix_time(void); /* wall-clock seconds */
 
 /* mkdir -p with mode 0755. */
 dx_status dx_mkdirs(const char *path);
-/* Write data to path through path.tmp.<pid> and rename, so readers never see
- * a half file. */
+/* Name for a temporary file beside path: path.tmp.<pid>.<n>, n counted per
+ * process, so two threads (or processes) never write the same temporary.
+ * Returns snprintf's count (>= size: truncated). */
+int dx_tmp_path(char *out, size_t size, const char *path);
+/* Write data to path through a dx_tmp_path temporary and rename, so readers
+ * never see a half file. */
 dx_status dx_write_file_atomic(const char *path, const void *data, size_t n);
 /* Read a whole file into a malloc'd buffer (NUL-terminated; *n excludes it). */
 dx_status dx_read_file(const char *path, char **data, size_t *n);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +56,15 @@ dx_status dx_mkdirs(const char *path) {
   return DX_OK;
 }
 
+int dx_tmp_path(char *out, size_t size, const char *path) {
+  static atomic_ulong counter;
+  unsigned long k = atomic_fetch_add(&counter, 1);
+  return snprintf(out, size, "%s.tmp.%d.%lu", path, (int)getpid(), k);
+}
+
 dx_status dx_write_file_atomic(const char *path, const void *data, size_t n) {
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  if (dx_tmp_path(tmp, sizeof tmp, path) >= (int)sizeof tmp) return DX_ERR_INVALID;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) return DX_ERR_IO;
   const char *p = data;

@@ -8,7 +8,6 @@
 #include "dx_zip_writer.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "dx_util.h"
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
@@ -238,8 +239,15 @@ dx_status dx_zip_write_files(const char *dest, const dx_zip_source *src, int n, 
     free(buf);
     return DX_ERR_NOMEM;
   }
-  snprintf(tmp, tn, "%.*s.%s.tmp.%d.%lx", (int)dirlen, dest, dest + dirlen, (int)getpid(),
-           (unsigned long)pthread_self());
+  /* the temporary is hidden: .NAME.tmp.<pid>.<n> beside NAME */
+  char *hidden = (char *)buf;
+  int hn = snprintf(hidden, COPY_BUF, "%.*s.%s", (int)dirlen, dest, dest + dirlen);
+  if (hn < 0 || (size_t)hn >= COPY_BUF || dx_tmp_path(tmp, tn, hidden) >= (int)tn) {
+    free(tmp);
+    free(ents);
+    free(buf);
+    return dx_fail(err, DX_ERR_INVALID, "archive path too long");
+  }
   dx_status st = DX_OK;
   FILE *z = fopen(tmp, "wb");
   if (!z) st = dx_fail(err, DX_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
