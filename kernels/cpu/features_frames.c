@@ -63,15 +63,15 @@ static inline __attribute__((always_inline)) v8f v8_min(v8f x, v8f y) {
  * The ascending list of the smallest is the mirror image. */
 static inline __attribute__((always_inline)) void top_insert(v8f *a, v8f *b, float v) {
   v8f vv = (v8f){0} + v, edge = (v8f){0} + INFINITY;
-  v8f sa = __builtin_shuffle(*a, edge, (v8i){8, 0, 1, 2, 3, 4, 5, 6});
-  v8f sb = __builtin_shuffle(*a, *b, (v8i){7, 8, 9, 10, 11, 12, 13, 14});
+  v8f sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
+  v8f sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
   *a = v8_max(*a, v8_min(sa, vv));
   *b = v8_max(*b, v8_min(sb, vv));
 }
 static inline __attribute__((always_inline)) void bottom_insert(v8f *a, v8f *b, float v) {
   v8f vv = (v8f){0} + v, edge = (v8f){0} - INFINITY;
-  v8f sa = __builtin_shuffle(*a, edge, (v8i){8, 0, 1, 2, 3, 4, 5, 6});
-  v8f sb = __builtin_shuffle(*a, *b, (v8i){7, 8, 9, 10, 11, 12, 13, 14});
+  v8f sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
+  v8f sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
   *a = v8_min(*a, v8_max(sa, vv));
   *b = v8_min(*b, v8_max(sb, vv));
 }
