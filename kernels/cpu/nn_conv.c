@@ -8,7 +8,6 @@
  * output channel) and bias passes (by row) are split over the ops' pool;
  * every output element is computed by one part, as the serial loop would.
  * Threading: reentrant; scratch is per call. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,8 +132,7 @@ static dx_status conv2d_gen(const float *x, const float *w, const float *bias, f
       for (int b = 0; b < nb; b++)
         im2col(x + (size_t)(b0 + b) * cin * h * wd, col + b * P, ld, cin, h, wd, kh, kw, sh, sw, ph, pw, dh, dw,
                (int)wout, 0, P);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp,
-                  (int)ld);
+      dx_cpu_sgemm(0, 0, cout, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, tmp, (int)ld);
       for (int b = 0; b < nb; b++)
         rows_bias(y + (size_t)(b0 + b) * cout * P, P, tmp + b * P, ld, cout, P, bias, cout);
     }
@@ -159,8 +157,7 @@ static dx_status conv2d_gen(const float *x, const float *w, const float *bias, f
         B = col;
         ldb = (int)np;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, (int)np, K, 1.0f, w, K, B, ldb, 0.0f, yb + p0,
-                  (int)P);
+      dx_cpu_sgemm(0, 0, cout, (int)np, K, 1.0f, w, K, B, ldb, 0.0f, yb + p0, (int)P);
     }
     if (bias) rows_bias(yb, P, NULL, 0, cout, P, bias, cout);
   }
@@ -242,8 +239,7 @@ static dx_status conv_tr2d_gen(const float *x, const float *w, const float *bias
     for (long long p0 = 0; p0 < P; p0 += block) {
       long long p1 = p0 + block < P ? p0 + block : P, np = p1 - p0;
       /* col[R][np] = W^T (W stored [cin][R]) x[cin][p0:p1] */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, (int)np, cin, 1.0f, w, R, xb + p0, (int)P, 0.0f, col,
-                  (int)np);
+      dx_cpu_sgemm(1, 0, R, (int)np, cin, 1.0f, w, R, xb + p0, (int)P, 0.0f, col, (int)np);
       col2im_ctx e = {col, yb, Q, np, p0, p1, wd, kh, kw, sh, sw, crop_h, crop_w, hout, wout};
       dx_cpu_parallel(cout, np * kh * kw >= 32768 ? 1 : 32768 / (np * kh * kw), col2im_range, &e);
     }

@@ -1,7 +1,8 @@
 /* nn_cpu.h: the CPU neural-network ops (kernels/cpu/nn_*.c), gathered into
  * dx_cpu_nn_ops by nn_ops.c. Host memory; semantics in dx_nn_ops.h.
- * Threading: reentrant; matrix products use OpenBLAS's threads, the other
- * large loops the pool below, FFT plans are cached per size under a lock. */
+ * Threading: reentrant; matrix products and the other large loops are split
+ * over the pool below (OpenBLAS itself runs single-threaded), FFT plans are
+ * cached per size under a lock. */
 #ifndef DX_NN_CPU_H
 #define DX_NN_CPU_H
 
@@ -20,6 +21,12 @@
 typedef void (*dx_cpu_range_fn)(void *ctx, long long i0, long long i1);
 int dx_cpu_threads(void);
 void dx_cpu_parallel(long long n, long long grain, dx_cpu_range_fn fn, void *ctx);
+
+/* C = alpha op(A) op(B) + beta C, row-major (cblas_sgemm's arguments without
+ * the order), large products split over the pool (nn_sgemm.c). k may be 0
+ * (C = beta C). */
+void dx_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc);
 
 dx_status dx_cpu_conv1d(dx_backend *be, const float *x, const float *w, const float *bias, float *y, int batch,
                         int cin, int lin, int cout, int k, int stride, int pad, int dil);

@@ -11,12 +11,12 @@
  * Queries are taken in blocks so scratch stays O(T * block), not O(T^2).
  *
  * Threading: no shared state; scratch is allocated per call. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dx_nn_ops.h"
+#include "nn_cpu.h"
 #include "nn_demucs3_cpu.h"
 
 #define LA_BLOCK 128
@@ -27,7 +27,7 @@ static inline float sigmoidf_la(float x) { return 1.0f / (1.0f + expf(-x)); }
 static void conv1x1(const float *w, const float *b, const float *x, float *out, int cout, int cin, int T) {
   for (int o = 0; o < cout; o++)
     for (int t = 0; t < T; t++) out[(size_t)o * T + t] = b ? b[o] : 0.0f;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, T, cin, 1.0f, w, cin, x, T, 1.0f, out, T);
+  dx_cpu_sgemm(0, 0, cout, T, cin, 1.0f, w, cin, x, T, 1.0f, out, T);
 }
 
 dx_status dx_cpu_nn_local_attn(dx_backend *be, const float *x, float *y, int batch, int channels, int length,
@@ -66,7 +66,7 @@ dx_status dx_cpu_nn_local_attn(dx_backend *be, const float *x, float *y, int bat
       for (int s0 = 0; s0 < T; s0 += LA_BLOCK) {
         const int ns = T - s0 < LA_BLOCK ? T - s0 : LA_BLOCK;
         /* dots[s][t] = scale * sum_c q[c][s0+s] k[c][t] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ns, T, D, scale, qh + s0, T, kh, T, 0.0f, dots, T);
+        dx_cpu_sgemm(1, 0, ns, T, D, scale, qh + s0, T, kh, T, 0.0f, dots, T);
         for (int si = 0; si < ns; si++) {
           float *row = dots + (size_t)si * T;
           const int s = s0 + si;
@@ -85,7 +85,7 @@ dx_status dx_cpu_nn_local_attn(dx_backend *be, const float *x, float *y, int bat
           for (int t = 0; t < T; t++) row[t] *= inv;
         }
         /* r[c][s0+s] = sum_t v[c][t] w[s][t] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, ns, T, 1.0f, vh, T, dots, T, 0.0f, rh + s0, T);
+        dx_cpu_sgemm(0, 1, D, ns, T, 1.0f, vh, T, dots, T, 0.0f, rh + s0, T);
       }
     }
     /* y = x + proj(r) */

@@ -7,14 +7,14 @@
  * sequence at once. Output channels [0, H) are the forward direction,
  * [H, 2H) the reverse one, as nn.LSTM(bidirectional=True) writes them.
  *
- * Threading: no shared state; scratch is allocated per call. OpenBLAS may
- * use its own threads inside the GEMMs. */
-#include <cblas.h>
+ * Threading: no shared state; scratch is allocated per call. The GEMMs
+ * may be split over the ops' pool (dx_cpu_sgemm). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dx_nn_ops.h"
+#include "nn_cpu.h"
 #include "nn_demucs3_cpu.h"
 
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -37,16 +37,14 @@ dx_status dx_cpu_nn_lstm_bidir(dx_backend *be, const float *x, float *y, int n_s
     /* gx[r][:] = x[r][:] @ w_ih^T + b_ih + b_hh, for every (sequence, step) row r. */
     for (size_t r = 0; r < rows; r++)
       for (size_t j = 0; j < G; j++) gx[r * G + j] = d->b_ih[j] + d->b_hh[j];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)G, in_dim, 1.0f, x, in_dim, d->w_ih,
-                in_dim, 1.0f, gx, (int)G);
+    dx_cpu_sgemm(0, 1, (int)rows, (int)G, in_dim, 1.0f, x, in_dim, d->w_ih, in_dim, 1.0f, gx, (int)G);
     memset(h, 0, (size_t)n_seq * H * sizeof *h);
     memset(c, 0, (size_t)n_seq * H * sizeof *c);
     for (int s = 0; s < steps; s++) {
       const int t = dir ? steps - 1 - s : s;
       for (int n = 0; n < n_seq; n++) memcpy(g + (size_t)n * G, gx + ((size_t)n * steps + t) * G, G * sizeof *g);
       if (s > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_seq, (int)G, hidden, 1.0f, h, hidden, d->w_hh,
-                    hidden, 1.0f, g, (int)G);
+        dx_cpu_sgemm(0, 1, n_seq, (int)G, hidden, 1.0f, h, hidden, d->w_hh, hidden, 1.0f, g, (int)G);
       for (int n = 0; n < n_seq; n++) {
         const float *gn = g + (size_t)n * G;
         float *hn = h + (size_t)n * H, *cn = c + (size_t)n * H;

@@ -4,7 +4,6 @@
  * DX_CPU_SCRATCH_FLOATS; the softmax of a block is split by rows over the
  * ops' pool, with exp four lanes at a time (nn_vmath.h).
  * Threading: reentrant; scratch is per call. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +18,8 @@ dx_status dx_cpu_gemm(dx_backend *be, int trans_a, int trans_b, int m, int n, in
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return DX_ERR_INVALID;
   if (lda < (trans_a ? m : k) || ldb < (trans_b ? k : n) || ldc < n) return DX_ERR_INVALID;
   for (int i = 0; i < batch; i++)
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    dx_cpu_sgemm(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
+                 ldc);
   return DX_OK;
 }
 
@@ -43,7 +42,7 @@ dx_status dx_cpu_linear(dx_backend *be, const float *x, const float *w, const fl
     bias_ctx c = {y, bias, out};
     dx_cpu_parallel(rows, out >= 65536 ? 1 : 65536 / out, bias_rows, &c);
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, bias ? 1.0f : 0.0f, y, out);
+  dx_cpu_sgemm(0, 1, rows, out, in, 1.0f, x, in, w, in, bias ? 1.0f : 0.0f, y, out);
   return DX_OK;
 }
 
@@ -109,11 +108,9 @@ dx_status dx_cpu_attention(dx_backend *be, const float *q, int ldq, const float 
   for (int h = 0; h < heads; h++) {
     for (long long r0 = 0; r0 < lq; r0 += block) {
       int nr = (int)(r0 + block < lq ? block : lq - r0);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, lk, dh, scale, q + r0 * ldq + h * dh, ldq, k + h * dh,
-                  ldk, 0.0f, s, lk);
+      dx_cpu_sgemm(0, 1, nr, lk, dh, scale, q + r0 * ldq + h * dh, ldq, k + h * dh, ldk, 0.0f, s, lk);
       softmax_rows(s, nr, lk);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, dh, lk, 1.0f, s, lk, v + h * dh, ldv, 0.0f,
-                  out + r0 * ldo + h * dh, ldo);
+      dx_cpu_sgemm(0, 0, nr, dh, lk, 1.0f, s, lk, v + h * dh, ldv, 0.0f, out + r0 * ldo + h * dh, ldo);
     }
   }
   free(s);

@@ -1,6 +1,6 @@
-/* nn_pool.c: the worker threads that the CPU ops split their elementwise,
- * normalisation and data-movement loops over (the matrix products use
- * OpenBLAS's own threads).
+/* nn_pool.c: the worker threads that the CPU ops split their matrix
+ * products (nn_sgemm.c), elementwise, normalisation and data-movement
+ * loops over.
  *
  * One process-wide pool of dx_cpu_threads() - 1 workers, started on first
  * use; the calling thread takes part 0 of every job. Threading: any thread

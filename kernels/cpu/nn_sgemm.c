@@ -1,0 +1,63 @@
+/* nn_sgemm.c: row-major SGEMM for the CPU ops, split over the ops' pool.
+ *
+ * OpenBLAS runs single-threaded here (set once, on first use): its own
+ * threads wait for work by spinning on sched_yield for a while after every
+ * product, which on a small host takes the cores from the pool's
+ * elementwise and normalisation loops in between (a fifth of a
+ * separation's CPU time went to the scheduler). Instead a large product is
+ * cut into contiguous blocks of C's rows (or of its columns when there are
+ * fewer of them) and each pool thread multiplies its block with one
+ * single-threaded OpenBLAS call.
+ * Threading: reentrant (concurrent single-threaded OpenBLAS calls are
+ * safe); a call from inside a pool job runs unsplit in that thread. */
+#include <cblas.h>
+#include <pthread.h>
+#include <stddef.h>
+
+#include "nn_cpu.h"
+
+/* Products of fewer multiply-adds than this run in one call. */
+#define SPLIT_MIN_MACS (1LL << 20)
+/* Row or column blocks are multiples of this (a few SGEMM kernel tiles). */
+#define SPLIT_ALIGN 16
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static void blas_single(void) { openblas_set_num_threads(1); }
+
+typedef struct {
+  int ta, tb, m, n, k, lda, ldb, ldc, by_rows;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+} sgemm_ctx;
+
+/* Blocks [i0, i1) of SPLIT_ALIGN rows (or columns) of C. */
+static void sgemm_range(void *arg, long long i0, long long i1) {
+  const sgemm_ctx *g = arg;
+  int total = g->by_rows ? g->m : g->n;
+  int lo = (int)(i0 * SPLIT_ALIGN), hi = i1 * SPLIT_ALIGN < total ? (int)(i1 * SPLIT_ALIGN) : total;
+  if (hi <= lo) return;
+  enum CBLAS_TRANSPOSE ta = g->ta ? CblasTrans : CblasNoTrans, tb = g->tb ? CblasTrans : CblasNoTrans;
+  if (g->by_rows) { /* rows lo..hi of op(A) and of C */
+    size_t off = g->ta ? (size_t)lo : (size_t)lo * (size_t)g->lda;
+    cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, g->n, g->k, g->alpha, g->a + off, g->lda, g->b, g->ldb, g->beta,
+                g->c + (size_t)lo * (size_t)g->ldc, g->ldc);
+  } else { /* columns lo..hi of op(B) and of C */
+    size_t off = g->tb ? (size_t)lo * (size_t)g->ldb : (size_t)lo;
+    cblas_sgemm(CblasRowMajor, ta, tb, g->m, hi - lo, g->k, g->alpha, g->a, g->lda, g->b + off, g->ldb, g->beta,
+                g->c + lo, g->ldc);
+  }
+}
+
+void dx_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc) {
+  pthread_once(&blas_once, blas_single);
+  if (m <= 0 || n <= 0) return;
+  sgemm_ctx g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
+  long long blocks = ((g.by_rows ? m : n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
+  if ((long long)m * n * (k > 0 ? k : 1) < SPLIT_MIN_MACS || blocks < 2) {
+    sgemm_range(&g, 0, blocks);
+    return;
+  }
+  dx_cpu_parallel(blocks, 1, sgemm_range, &g);
+}
