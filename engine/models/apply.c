@@ -198,7 +198,8 @@ typedef struct {
   int pass;
   size_t off, len, run; /* chunk start (window coordinates), its length, the length it runs at */
   float *in, *out;      /* [C][run], [S][C][run] */
-  size_t cap;           /* capacity of in/out, in samples per channel */
+  double *fac;          /* [run]: blending factor of each chunk sample (chunk_fold) */
+  size_t cap;           /* capacity of in/out/fac, in samples per channel */
 } chunk_buf;
 
 typedef struct {
@@ -225,6 +226,9 @@ static dx_status chunk_reserve(chunk_buf *b, size_t run, int channels, int sourc
   float *out = realloc(b->out, run * (size_t)channels * (size_t)sources * sizeof *out);
   if (!out) return DX_ERR_NOMEM;
   b->out = out;
+  double *fac = realloc(b->fac, run * sizeof *fac);
+  if (!fac) return DX_ERR_NOMEM;
+  b->fac = fac;
   b->cap = run;
   return DX_OK;
 }
@@ -251,21 +255,39 @@ static dx_status chunk_fill(const run_state *rs, chunk_buf *b, size_t delay, dx_
   return DX_OK;
 }
 
-static dx_status chunk_fold(run_state *rs, const chunk_buf *b, const pass *ps, dx_errbuf *err) {
-  size_t trim = (b->run - b->len) / 2, L = rs->length, R = rs->R;
-  for (size_t j = 0; j < b->len; j++) {
-    size_t t = b->off + j;
-    if (t < ps->delay || t - ps->delay >= L) continue;
-    size_t u = t - ps->delay;
+/* Fold a chunk's output into the ring: first the blending factor of each
+ * sample inside the track (checking that it lies in the open window), then
+ * plane by plane over contiguous runs of the ring. Every ring slot receives
+ * one term per chunk, so the order of the loops does not change the sums. */
+static dx_status chunk_fold(run_state *rs, chunk_buf *b, const pass *ps, dx_errbuf *err) {
+  const size_t trim = (b->run - b->len) / 2, L = rs->length, R = rs->R, C = (size_t)rs->channels;
+  /* window position t = off + j is track sample t - delay: inside the track for j in [j0, j1) */
+  size_t j0 = b->off < ps->delay ? ps->delay - b->off : 0, j1 = b->len;
+  if (j0 > b->len) j0 = b->len;
+  if (b->off + j1 > ps->delay + L) j1 = ps->delay + L > b->off ? ps->delay + L - b->off : 0;
+  if (j1 < j0) j1 = j0;
+  for (size_t j = j0; j < j1; j++) {
+    size_t t = b->off + j, u = t - ps->delay;
     if (u < rs->written || u - rs->written >= R)
       return dx_fail(err, DX_ERR_INTERNAL, "chunk outside the open window (sample %zu, window from %zu)", u,
                      rs->written);
-    double f = (double)ps->tri[j] / weight_sum(&ps->g, ps->tri, t);
-    for (int s = 0; s < rs->sources; s++)
-      for (int c = 0; c < rs->channels; c++) {
-        const float *y = b->out + ((size_t)s * rs->channels + c) * b->run;
-        rs->ring[((size_t)s * rs->channels + c) * R + u % R] += (float)(ps->coef[s] * f) * y[trim + j];
+    b->fac[j] = (double)ps->tri[j] / weight_sum(&ps->g, ps->tri, t);
+  }
+  for (int s = 0; s < rs->sources; s++) {
+    const double cs = ps->coef[s];
+    for (size_t c = 0; c < C; c++) {
+      const float *y = b->out + ((size_t)s * C + c) * b->run + trim;
+      float *ring = rs->ring + ((size_t)s * C + c) * R;
+      for (size_t j = j0; j < j1;) {
+        size_t pos = (b->off + j - ps->delay) % R, n = j1 - j;
+        if (n > R - pos) n = R - pos;
+        float *dst = ring + pos;
+        const double *fac = b->fac + j;
+        const float *src = y + j;
+        for (size_t i = 0; i < n; i++) dst[i] += (float)(cs * fac[i]) * src[i];
+        j += n;
       }
+    }
   }
   return DX_OK;
 }
@@ -512,6 +534,7 @@ done:
     for (int i = 0; i < p->jobs; i++) {
       free(bufs[i].in);
       free(bufs[i].out);
+      free(bufs[i].fac);
     }
   free(bufs);
   free(ps);

@@ -258,6 +258,7 @@ static void cu_destroy(dx_backend *be) {
   if (c->stream) cudaStreamSynchronize(c->stream);
   dx_cuda_conv_cache_free(c);
   dx_cuda_fft_cache_free(c);
+  dx_cuda_resample_cache_free(c);
   lock_mem(c);
   cache_release(c);
   if (c->ws) cudaFree(c->ws);

@@ -1,7 +1,8 @@
 /* dx_cuda.h: shared by the CUDA backend's files: the error-check macros,
  * the backend context (stream, library handles, caching allocator, cuDNN
- * workspace, per-shape descriptor and FFT plan caches) and small launch
- * helpers. C++ (nvcc) only; everything exported is extern "C".
+ * workspace, per-shape descriptor, FFT plan and resampling filter caches)
+ * and small launch helpers. C++ (nvcc) only; everything exported is
+ * extern "C".
  *
  * Threading: a dx_cuda_ctx belongs to one dx_backend, used by one thread at
  * a time; nothing here is shared between backends. */
@@ -26,6 +27,7 @@ typedef struct {
 
 typedef struct dx_cuda_conv_cache dx_cuda_conv_cache; /* nn_conv.cu */
 typedef struct dx_cuda_fft_cache dx_cuda_fft_cache;   /* nn_spectral.cu */
+typedef struct dx_cuda_resample_cache dx_cuda_resample_cache; /* nn_resample.cu */
 
 typedef struct {
   int device;
@@ -54,6 +56,7 @@ typedef struct {
 
   dx_cuda_conv_cache *conv_cache;
   dx_cuda_fft_cache *fft_cache;
+  dx_cuda_resample_cache *resample_cache;
 } dx_cuda_ctx;
 
 /* Record the failing statement, file and line into the log and return an
@@ -106,9 +109,10 @@ extern "C" void dx_cuda_cache_trim(dx_backend *be);
  * valid until the next call). */
 extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out);
 
-/* Cache teardown hooks (nn_conv.cu, nn_spectral.cu), called at destroy. */
+/* Cache teardown hooks (nn_conv.cu, nn_spectral.cu, nn_resample.cu), called at destroy. */
 extern "C" void dx_cuda_conv_cache_free(dx_cuda_ctx *c);
 extern "C" void dx_cuda_fft_cache_free(dx_cuda_ctx *c);
+extern "C" void dx_cuda_resample_cache_free(dx_cuda_ctx *c);
 
 /* Grid for a grid-stride loop over n items with `threads` per block. */
 static inline unsigned dx_cuda_grid(long long n, int threads) {

@@ -82,17 +82,23 @@ static dx_status seg_stats(dx_backend *be, const float *x, const seg_map &m, int
   return DX_OK;
 }
 
+/* coef[s] = {(float)mean[s], (float)(1 / sqrt(var[s] + eps))}: the per-group
+ * factors, computed once per group rather than per element. */
+__global__ void group_norm_coef_kernel(const double *mean, const double *var, int nseg, float eps, float2 *coef) {
+  const int s = blockIdx.x * blockDim.x + threadIdx.x;
+  if (s >= nseg) return;
+  coef[s] = make_float2((float)mean[s], (float)(1.0 / sqrt(var[s] + (double)eps)));
+}
+
 __global__ void group_norm_apply_kernel(const float *x, float *y, long long total, int channels, long long len,
-                                        int groups, int cpg, int channels_last, const double *mean,
-                                        const double *var, const float *gamma, const float *beta, float eps) {
+                                        int groups, int cpg, int channels_last, const float2 *coef,
+                                        const float *gamma, const float *beta) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     const int ch = channels_last ? (int)(i % channels) : (int)((i / len) % channels);
     const long long b = i / ((long long)channels * len);
-    const long long s = b * groups + ch / cpg;
-    const float mu = (float)mean[s];
-    const float rstd = (float)(1.0 / sqrt(var[s] + (double)eps));
-    float v = (x[i] - mu) * rstd;
+    const float2 k = coef[b * groups + ch / cpg];
+    float v = (x[i] - k.x) * k.y;
     if (gamma) v *= gamma[ch];
     if (beta) v += beta[ch];
     y[i] = v;
@@ -110,11 +116,20 @@ extern "C" dx_status dx_cuda_nn_group_norm(dx_backend *be, const float *x, float
   double *mean, *var, *scratch = NULL;
   dx_status st = seg_stats(be, x, m, (int)nseg, 0, &mean, &var, &scratch);
   if (st == DX_OK) {
-    const long long total = (long long)batch * channels * len;
-    group_norm_apply_kernel<<<dx_cuda_grid(total, 256), 256, 0, dx_cuda_stream(be)>>>(
-        x, y, total, channels, len, groups, cpg, channels_last ? 1 : 0, mean, var, gamma, beta, eps);
+    cudaStream_t s = dx_cuda_stream(be);
+    /* The partial sums at the start of the scratch (at least nseg doubles)
+     * are spent once the variance is queued: the factors go there. */
+    float2 *coef = (float2 *)scratch;
+    group_norm_coef_kernel<<<(unsigned)((nseg + 127) / 128), 128, 0, s>>>(mean, var, (int)nseg, eps, coef);
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "group_norm_apply_kernel", cudaGetErrorString(e), __FILE__, __LINE__);
+    if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "group_norm_coef_kernel", cudaGetErrorString(e), __FILE__, __LINE__);
+    const long long total = (long long)batch * channels * len;
+    if (st == DX_OK) {
+      group_norm_apply_kernel<<<dx_cuda_grid(total, 256), 256, 0, s>>>(x, y, total, channels, len, groups, cpg,
+                                                                       channels_last ? 1 : 0, coef, gamma, beta);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "group_norm_apply_kernel", cudaGetErrorString(e), __FILE__, __LINE__);
+    }
   }
   dx_cuda_free(be, scratch);
   return st;

@@ -1,10 +1,12 @@
 /* nn_resample.cu: julius.resample_frac (24 zeros, rolloff 0.945, replicate
  * edges) for the Demucs v3 time-only model's 2x resampling. The filter bank
  * is built on the host by dx_resample_taps (dx_resample.h, shared with the
- * CPU op), uploaded into a temporary block, and one thread computes each
- * output sample summing the taps in the same order as the CPU reference.
+ * CPU op) and uploaded once per (old, new) ratio into a small per-backend
+ * cache (so a forward pass never waits for the host); one thread computes
+ * each output sample summing the taps in the same order as the CPU
+ * reference.
  *
- * Threading: one backend per thread; scratch from its allocator. */
+ * Threading: one backend per thread (the cache lives in its context). */
 #include <stdlib.h>
 
 #include "nn_cuda.h"
@@ -42,6 +44,70 @@ __global__ void resample_kernel(const float *x, float *y, const float *taps, int
   }
 }
 
+#define RS_SLOTS 8
+
+typedef struct {
+  int old_sr, new_sr; /* reduced ratio */
+  float *taps;        /* [new_sr][ntaps] on the device (cudaMalloc, not the allocator) */
+} rs_entry;
+
+struct dx_cuda_resample_cache {
+  rs_entry e[RS_SLOTS];
+  int n;
+};
+
+extern "C" void dx_cuda_resample_cache_free(dx_cuda_ctx *c) {
+  if (!c->resample_cache) return;
+  for (int i = 0; i < c->resample_cache->n; i++) cudaFree(c->resample_cache->e[i].taps);
+  free(c->resample_cache);
+  c->resample_cache = NULL;
+}
+
+/* The device filter bank of a reduced ratio (built and uploaded on first use). */
+static dx_status taps_lookup(dx_backend *be, int old_sr, int new_sr, long long ntaps, const float **out) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  if (!c->resample_cache) {
+    c->resample_cache = (dx_cuda_resample_cache *)calloc(1, sizeof *c->resample_cache);
+    if (!c->resample_cache) return DX_ERR_NOMEM;
+  }
+  dx_cuda_resample_cache *rc = c->resample_cache;
+  for (int i = 0; i < rc->n; i++)
+    if (rc->e[i].old_sr == old_sr && rc->e[i].new_sr == new_sr) {
+      *out = rc->e[i].taps;
+      return DX_OK;
+    }
+  if (rc->n == RS_SLOTS) { /* full: start over (cudaFree waits for queued work using them) */
+    for (int i = 0; i < rc->n; i++) cudaFree(rc->e[i].taps);
+    rc->n = 0;
+  }
+  const size_t bytes = (size_t)(ntaps * new_sr) * sizeof(float);
+  float *host = (float *)malloc(bytes);
+  if (!host) return DX_ERR_NOMEM;
+  if (dx_resample_taps(old_sr, new_sr, host, (int)(ntaps * new_sr)) != ntaps) {
+    free(host);
+    return DX_ERR_INVALID;
+  }
+  float *taps = NULL;
+  cudaError_t e = cudaMalloc(&taps, bytes);
+  if (e == cudaSuccess) {
+    e = cudaMemcpyAsync(taps, host, bytes, cudaMemcpyHostToDevice, c->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream); /* host is freed below */
+    if (e != cudaSuccess) cudaFree(taps);
+  }
+  free(host);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return dx_cuda_report(e == cudaErrorMemoryAllocation ? DX_ERR_NOMEM : DX_ERR_CUDA, "resample taps upload",
+                          cudaGetErrorString(e), __FILE__, __LINE__);
+  }
+  rc->e[rc->n].old_sr = old_sr;
+  rc->e[rc->n].new_sr = new_sr;
+  rc->e[rc->n].taps = taps;
+  rc->n++;
+  *out = taps;
+  return DX_OK;
+}
+
 extern "C" dx_status dx_cuda_nn_resample(dx_backend *be, const float *x, float *y, int rows, int len, int old_sr,
                                          int new_sr) {
   if (rows <= 0 || len <= 0 || old_sr <= 0 || new_sr <= 0) return DX_ERR_INVALID;
@@ -51,31 +117,14 @@ extern "C" dx_status dx_cuda_nn_resample(dx_backend *be, const float *x, float *
   const int width = dx_resample_width(old_sr, new_sr);
   const long long ntaps = 2LL * width + old_sr;
   if (width < 0 || ntaps * new_sr > (1 << 24)) return DX_ERR_INVALID;
-  float *host = (float *)malloc((size_t)(ntaps * new_sr) * sizeof(float));
-  if (!host) return DX_ERR_NOMEM;
-  if (dx_resample_taps(old_sr, new_sr, host, (int)(ntaps * new_sr)) != ntaps) {
-    free(host);
-    return DX_ERR_INVALID;
+  const float *taps = NULL;
+  DX_CU_TRY(taps_lookup(be, old_sr, new_sr, ntaps, &taps));
+  const long long out_len = (long long)len * new_sr / old_sr;
+  const long long total = (long long)rows * out_len;
+  if (total > 0) {
+    resample_kernel<<<dx_cuda_grid(total, 256), 256, 0, dx_cuda_stream(be)>>>(x, y, taps, len, out_len, old_sr,
+                                                                              new_sr, width, (int)ntaps, total);
+    DX_CUDA_LAUNCH_CHECK();
   }
-  float *taps = NULL;
-  dx_status st = dx_cuda_alloc(be, (size_t)(ntaps * new_sr) * sizeof(float), (void **)&taps);
-  if (st == DX_OK) {
-    cudaStream_t s = dx_cuda_stream(be);
-    cudaError_t e = cudaMemcpyAsync(taps, host, (size_t)(ntaps * new_sr) * sizeof(float), cudaMemcpyHostToDevice, s);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(s); /* host is freed below */
-    if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "resample taps upload", cudaGetErrorString(e), __FILE__, __LINE__);
-  }
-  free(host);
-  if (st == DX_OK) {
-    const long long out_len = (long long)len * new_sr / old_sr;
-    const long long total = (long long)rows * out_len;
-    if (total > 0) {
-      resample_kernel<<<dx_cuda_grid(total, 256), 256, 0, dx_cuda_stream(be)>>>(x, y, taps, len, out_len, old_sr,
-                                                                                new_sr, width, (int)ntaps, total);
-      cudaError_t e = cudaGetLastError();
-      if (e != cudaSuccess) st = dx_cuda_report(DX_ERR_CUDA, "resample_kernel", cudaGetErrorString(e), __FILE__, __LINE__);
-    }
-  }
-  dx_cuda_free(be, taps);
-  return st;
+  return DX_OK;
 }
