@@ -1,9 +1,10 @@
 /* nn_elementwise.c: CPU elementwise and data-movement ops (dx_nn_ops.h):
  * GELU, sigmoid, GLU, add, scalar and per-channel affine, LayerScale
  * residuals, permute, 1-D padding and strided copies.
- * GELU, sigmoid and GLU evaluate erf and exp four lanes at a time
- * (nn_vmath.h), every element through the same vector code (a range's tail
- * is padded), so a result does not depend on how the range was split.
+ * GELU, sigmoid and GLU evaluate erf and exp DX_VF_LANES at a time
+ * (nn_vmath.h; AVX2 + FMA where the CPU has them, DX_HOT), every element
+ * through the same vector code (a range's tail is padded), so a result does
+ * not depend on how the range was split.
  * Threading: reentrant; large loops are split over the ops' pool (nn_pool.c). */
 #include <math.h>
 #include <string.h>
@@ -21,30 +22,32 @@ typedef struct {
   float alpha, beta;
 } ew_ctx;
 
-/* y[i0:i1] = f(x[i0:i1]) four at a time, the tail through a padded vector */
+/* y[i0:i1] = f(x[i0:i1]) DX_VF_LANES at a time, the tail through a padded vector */
 #define EW_MAP(X, Y, I0, I1, EXPR)                                                                                 \
   do {                                                                                                             \
     long long i_ = (I0);                                                                                           \
-    for (; i_ + 4 <= (I1); i_ += 4) {                                                                              \
-      dx_v4 v = dx_v4_load((X) + i_);                                                                              \
-      dx_v4_store((Y) + i_, (EXPR));                                                                               \
+    for (; i_ + DX_VF_LANES <= (I1); i_ += DX_VF_LANES) {                                                          \
+      dx_vf v = dx_vf_load((X) + i_);                                                                              \
+      dx_vf_store((Y) + i_, (EXPR));                                                                               \
     }                                                                                                              \
     if (i_ < (I1)) {                                                                                               \
-      float t_[4] = {0, 0, 0, 0};                                                                                  \
+      float t_[DX_VF_LANES] = {0};                                                                                 \
       memcpy(t_, (X) + i_, (size_t)((I1) - i_) * sizeof(float));                                                  \
-      dx_v4 v = dx_v4_load(t_);                                                                                    \
-      dx_v4_store(t_, (EXPR));                                                                                     \
+      dx_vf v = dx_vf_load(t_);                                                                                    \
+      dx_vf_store(t_, (EXPR));                                                                                     \
       memcpy((Y) + i_, t_, (size_t)((I1) - i_) * sizeof(float));                                                   \
     }                                                                                                              \
   } while (0)
 
-static inline dx_v4 v_gelu(dx_v4 v) {
-  return dx_v4_set(0.5f) * v * (dx_v4_set(1.0f) + dx_v4_erf(v * dx_v4_set(0.70710678118654752f)));
+#pragma GCC diagnostic ignored "-Wpsabi" /* dx_vf helpers are always inlined */
+
+DX_VF_INLINE dx_vf v_gelu(dx_vf v) {
+  return dx_vf_set(0.5f) * v * (dx_vf_set(1.0f) + dx_vf_erf(v * dx_vf_set(0.70710678118654752f)));
 }
 
-static inline dx_v4 v_sigmoid(dx_v4 v) { return dx_v4_set(1.0f) / (dx_v4_set(1.0f) + dx_v4_exp(-v)); }
+DX_VF_INLINE dx_vf v_sigmoid(dx_vf v) { return dx_vf_set(1.0f) / (dx_vf_set(1.0f) + dx_vf_exp(-v)); }
 
-static void gelu_range(void *c, long long i0, long long i1) {
+DX_HOT static void gelu_range(void *c, long long i0, long long i1) {
   const ew_ctx *e = c;
   EW_MAP(e->a, e->y, i0, i1, v_gelu(v));
 }
@@ -56,7 +59,7 @@ dx_status dx_cpu_gelu(dx_backend *be, const float *x, float *y, long long n) {
   return DX_OK;
 }
 
-static void sigmoid_range(void *c, long long i0, long long i1) {
+DX_HOT static void sigmoid_range(void *c, long long i0, long long i1) {
   const ew_ctx *e = c;
   EW_MAP(e->a, e->y, i0, i1, v_sigmoid(v));
 }
@@ -69,7 +72,7 @@ dx_status dx_cpu_sigmoid(dx_backend *be, const float *x, float *y, long long n) 
 }
 
 /* GLU over flat output indices: item i of block o reads a = x[o][0][i], b = x[o][1][i]. */
-static void glu_range(void *c, long long i0, long long i1) {
+DX_HOT static void glu_range(void *c, long long i0, long long i1) {
   const ew_ctx *e = c;
   long long h = e->half;
   while (i0 < i1) {
@@ -77,12 +80,13 @@ static void glu_range(void *c, long long i0, long long i1) {
     const float *a = e->a + (size_t)o * 2 * h, *b = a + h;
     float *y = e->y + (size_t)o * h;
     long long j = j0;
-    for (; j + 4 <= j1; j += 4) dx_v4_store(y + j, dx_v4_load(a + j) * v_sigmoid(dx_v4_load(b + j)));
+    for (; j + DX_VF_LANES <= j1; j += DX_VF_LANES)
+      dx_vf_store(y + j, dx_vf_load(a + j) * v_sigmoid(dx_vf_load(b + j)));
     if (j < j1) {
-      float ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
+      float ta[DX_VF_LANES] = {0}, tb[DX_VF_LANES] = {0};
       memcpy(ta, a + j, (size_t)(j1 - j) * sizeof(float));
       memcpy(tb, b + j, (size_t)(j1 - j) * sizeof(float));
-      dx_v4_store(ta, dx_v4_load(ta) * v_sigmoid(dx_v4_load(tb)));
+      dx_vf_store(ta, dx_vf_load(ta) * v_sigmoid(dx_vf_load(tb)));
       memcpy(y + j, ta, (size_t)(j1 - j) * sizeof(float));
     }
     i0 += j1 - j0;

@@ -2,7 +2,7 @@
  * attention (dx_nn_ops.h), on OpenBLAS SGEMM. Attention runs head by head
  * in blocks of query rows so the score block stays under
  * DX_CPU_SCRATCH_FLOATS; the softmax of a block is split by rows over the
- * ops' pool, with exp four lanes at a time (nn_vmath.h).
+ * ops' pool, with exp DX_VF_LANES at a time (nn_vmath.h).
  * Threading: reentrant; scratch is per call. */
 #include <math.h>
 #include <stdlib.h>
@@ -10,6 +10,8 @@
 
 #include "nn_cpu.h"
 #include "nn_vmath.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi" /* dx_vf helpers are always inlined */
 
 dx_status dx_cpu_gemm(dx_backend *be, int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a,
                       int lda, long long stride_a, const float *b, int ldb, long long stride_b, float beta, float *c,
@@ -46,30 +48,34 @@ dx_status dx_cpu_linear(dx_backend *be, const float *x, const float *w, const fl
   return DX_OK;
 }
 
-/* Row by row: max, exp (four lanes, nn_vmath.h; a tail of fewer than four
- * through a padded vector whose padding is not summed), lane sums combined as
- * (s0 + s1) + (s2 + s3), scale. */
-static void softmax_row(float *p, int cols) {
-  float mx = p[0];
-  for (int j = 1; j < cols; j++) mx = p[j] > mx ? p[j] : mx;
-  dx_v4 m4 = dx_v4_set(mx), acc = dx_v4_set(0.0f);
+/* Row by row: max, exp (DX_VF_LANES at a time, nn_vmath.h; a shorter tail
+ * through a padded vector whose padding is not summed), lane sums combined
+ * pairwise, scale. AVX2 + FMA where the CPU has them (DX_HOT). */
+DX_VF_INLINE void softmax_row(float *p, int cols) {
+  dx_vf m8 = dx_vf_set(p[0]);
   int j = 0;
-  for (; j + 4 <= cols; j += 4) {
-    dx_v4 e = dx_v4_exp(dx_v4_load(p + j) - m4);
+  for (; j + DX_VF_LANES <= cols; j += DX_VF_LANES) m8 = dx_vf_max(m8, dx_vf_load(p + j));
+  float mx = m8[0];
+  for (int l = 1; l < DX_VF_LANES; l++) mx = m8[l] > mx ? m8[l] : mx;
+  for (; j < cols; j++) mx = p[j] > mx ? p[j] : mx;
+  dx_vf mv = dx_vf_set(mx), acc = dx_vf_set(0.0f);
+  for (j = 0; j + DX_VF_LANES <= cols; j += DX_VF_LANES) {
+    dx_vf e = dx_vf_exp(dx_vf_load(p + j) - mv);
     acc += e;
-    dx_v4_store(p + j, e);
+    dx_vf_store(p + j, e);
   }
   if (j < cols) {
-    float t[4] = {mx, mx, mx, mx};
+    float t[DX_VF_LANES];
+    for (int l = 0; l < DX_VF_LANES; l++) t[l] = mx;
     memcpy(t, p + j, (size_t)(cols - j) * sizeof(float));
-    dx_v4 e = dx_v4_exp(dx_v4_load(t) - m4);
-    dx_v4_store(t, e);
+    dx_vf e = dx_vf_exp(dx_vf_load(t) - mv);
+    dx_vf_store(t, e);
     memcpy(p + j, t, (size_t)(cols - j) * sizeof(float));
     for (int k = 0; k < cols - j; k++) acc[k] += t[k];
   }
-  float inv = 1.0f / ((acc[0] + acc[1]) + (acc[2] + acc[3]));
-  dx_v4 i4 = dx_v4_set(inv);
-  for (j = 0; j + 4 <= cols; j += 4) dx_v4_store(p + j, dx_v4_load(p + j) * i4);
+  float inv = 1.0f / (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+  dx_vf iv = dx_vf_set(inv);
+  for (j = 0; j + DX_VF_LANES <= cols; j += DX_VF_LANES) dx_vf_store(p + j, dx_vf_load(p + j) * iv);
   for (; j < cols; j++) p[j] *= inv;
 }
 
@@ -78,7 +84,7 @@ typedef struct {
   int cols;
 } softmax_ctx;
 
-static void softmax_range(void *c, long long r0, long long r1) {
+DX_HOT static void softmax_range(void *c, long long r0, long long r1) {
   const softmax_ctx *e = c;
   for (long long r = r0; r < r1; r++) softmax_row(e->x + r * e->cols, e->cols);
 }

@@ -294,6 +294,54 @@ DX_TEST(norms_match_reference) {
 
 /* ---- elementwise and data movement ---- */
 
+/* The vector exp/erf (nn_vmath.h) against libm in double over a wide range,
+ * with a length that leaves a padded tail: GELU, sigmoid, GLU, softmax. */
+DX_TEST(elementwise_match_libm) {
+  setup();
+  enum { N = 1003 };
+  float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *g = malloc(2 * N * sizeof *g);
+  for (int i = 0; i < N; i++) x[i] = -20.0f + 40.0f * i / (N - 1);
+  double worst = 0;
+  CHECK(nn->gelu(be, x, y, N) == DX_OK);
+  for (int i = 0; i < N; i++) {
+    /* relative above 1, absolute below (1 + erf cancels for negative x, in
+     * float as in the official implementation's own GELU) */
+    double r = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)));
+    worst = fmax(worst, fabs(y[i] - r) / fmax(fabs(r), 1.0));
+  }
+  CHECK_MSG(worst < 2e-6, "gelu worst %.3g", worst);
+  worst = 0;
+  CHECK(nn->sigmoid(be, x, y, N) == DX_OK);
+  for (int i = 0; i < N; i++) {
+    double r = 1 / (1 + exp(-(double)x[i]));
+    worst = fmax(worst, fabs(y[i] - r) / r);
+  }
+  CHECK_MSG(worst < 2e-6, "sigmoid worst %.3g", worst);
+  worst = 0;
+  for (int i = 0; i < N; i++) g[i] = 1.0f + i, g[N + i] = x[i];
+  CHECK(nn->glu(be, g, y, 1, 1, N) == DX_OK);
+  for (int i = 0; i < N; i++) {
+    double r = (1.0 + i) / (1 + exp(-(double)x[i]));
+    worst = fmax(worst, fabs(y[i] - r) / r);
+  }
+  CHECK_MSG(worst < 2e-6, "glu worst %.3g", worst);
+  /* softmax of one row: scores spread over 30 units, the largest not first */
+  double sum = 0;
+  for (int i = 0; i < N; i++) y[i] = 15.0f * sinf(0.37f * i) + (i == 700 ? 20.0f : 0.0f);
+  memcpy(g, y, N * sizeof *y);
+  CHECK(nn->softmax(be, y, 1, N) == DX_OK);
+  for (int i = 0; i < N; i++) sum += exp((double)g[i] - 35.0);
+  worst = 0;
+  for (int i = 0; i < N; i++) {
+    double r = exp((double)g[i] - 35.0) / sum;
+    worst = fmax(worst, fabs(y[i] - r) / fmax(r, 1e-30));
+  }
+  CHECK_MSG(worst < 1e-5, "softmax worst %.3g", worst);
+  free(x);
+  free(y);
+  free(g);
+}
+
 DX_TEST(elementwise_known_answers) {
   setup();
   float x[4] = {1, -1, 0, 3}, y[4];
@@ -437,5 +485,5 @@ DX_TEST(done) { teardown(); }
 
 DX_TEST_MAIN(DX_T(conv1d_matches_reference), DX_T(conv2d_matches_reference), DX_T(conv_transpose_matches_reference),
              DX_T(gemm_linear_softmax), DX_T(attention_matches_reference), DX_T(norms_match_reference),
-             DX_T(elementwise_known_answers), DX_T(permute_pad_copy), DX_T(stft_matches_dft), DX_T(istft_inverts_stft),
+             DX_T(elementwise_match_libm), DX_T(elementwise_known_answers), DX_T(permute_pad_copy), DX_T(stft_matches_dft), DX_T(istft_inverts_stft),
              DX_T(done))
