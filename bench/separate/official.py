@@ -6,8 +6,11 @@ model loaded), x-realtime, torch threads, peak GPU memory
 package (DEMUCS_PY may name a folder holding demucs, julius, einops, ...).
 
 usage: official.py CHECKPOINT.th TRACK.wav DEVICE [SHIFTS] [OVERLAP]
-                   [--threads N] [--seed N] [--save OUT.f32]
+                   [--threads N] [--seed N] [--save OUT.f32] [--precision P]
   --threads N   torch.set_num_threads(N) (CPU; default: torch's own choice)
+  --precision P exact: no TF32 anywhere (cudnn.allow_tf32 and
+                cuda.matmul.allow_tf32 off); default: torch's own settings
+                (on a GPU: TF32 convolutions, float32 matrix products)
   --seed N      random.seed(N) before apply_model (the shift offsets)
   --save PATH   write the stems as raw float32 [sources][channels][samples]
                 and PATH.json with the source names
@@ -36,7 +39,13 @@ ap.add_argument("overlap", nargs="?", type=float, default=0.25)
 ap.add_argument("--threads", type=int, default=0)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--save", default="")
+ap.add_argument("--precision", choices=["exact", "default"], default="exact")
 a = ap.parse_args()
+
+if a.precision == "exact":
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+tf32 = {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32}
 
 if a.threads > 0:
     torch.set_num_threads(a.threads)
@@ -65,4 +74,5 @@ if a.save:
         json.dump({"sources": list(model.sources), "shape": list(out.shape)}, f)
 print(json.dumps({"impl": "official", "device": a.device, "shifts": a.shifts, "seconds": round(dt, 3),
                   "x_realtime": round(x.shape[0] / rate / dt, 2), "threads": torch.get_num_threads(),
-                  "peak_gpu_mib": peak and round(peak, 1), "torch": torch.__version__}))
+                  "peak_gpu_mib": peak and round(peak, 1), "torch": torch.__version__,
+                  "precision": a.precision, "tf32": tf32}))

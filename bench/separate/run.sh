@@ -25,6 +25,10 @@
 # cpu|cuda|auto, --shifts N (1), --overlap F (0.25), --threads N (torch
 # threads of the official run; default 2 on the CPU), --jobs N (demix -j, 1),
 # --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate).
+# On a GPU the timing runs each side twice: demix exact float32 and with
+# DEMIX_CUDA_TF32=1 (TF32 in cuDNN and cuBLAS); the official with no TF32
+# (exact) and with torch's defaults (TF32 convolutions). The agreement
+# check runs both exact.
 # --full takes htdemucs_full_random from $DEMIX_REFERENCE/demucs or
 # .ref/reference/demucs (tools/make-reference), else makes it with the kit's
 # make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
@@ -108,10 +112,13 @@ RUNS=$OUT/runs.jsonl CMDS=$OUT/commands.txt
 : > "$RUNS"
 : > "$CMDS"
 
-# run_demix SHIFTS STEMS_DIR: one timed `demix separate`, one JSON line
+# run_demix SHIFTS STEMS_DIR [PRECISION]: one timed `demix separate` (exact, or
+# tf32: DEMIX_CUDA_TF32=1), one JSON line
 run_demix() {
-  local shifts=$1 stems=$2 gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
-  local cmd=("$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$shifts" --overlap "$OVERLAP"
+  local shifts=$1 stems=$2 prec=${3:-exact} gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
+  local tf=0
+  [ "$prec" = tf32 ] && tf=1
+  local cmd=(env DEMIX_CUDA_TF32=$tf "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$shifts" --overlap "$OVERLAP"
              -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$stems" "$OUT/track.wav")
   echo "${cmd[*]}" >> "$CMDS"
   : > "$gpu_log"
@@ -128,23 +135,24 @@ run_demix() {
   if [ -s "$gpu_log" ]; then peak=$(($(sort -n "$gpu_log" | tail -1) - base)); fi
   local sep_s
   sep_s=$(sed -n 's/.* stems in .* (\([0-9.]*\) s)$/\1/p' "$OUT/demix.log" | tail -1)
-  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss.txt")" "$peak" "$DEVICE" "$MODEL" "$shifts" "${sep_s:-null}" "$JOBS" <<'PYEOF' | tee -a "$RUNS"
+  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss.txt")" "$peak" "$DEVICE" "$MODEL" "$shifts" "${sep_s:-null}" "$JOBS" "$prec" <<'PYEOF' | tee -a "$RUNS"
 import json, sys
-t0, t1, sec, rss, gpu, dev, model, shifts, sep, jobs = sys.argv[1:]
+t0, t1, sec, rss, gpu, dev, model, shifts, sep, jobs, prec = sys.argv[1:]
 dt, sec = float(t1) - float(t0), float(sec)
 print(json.dumps({"impl": "demix", "model": model, "device": dev, "shifts": int(shifts), "jobs": int(jobs),
                   "track_s": sec, "wall_s": round(dt, 3), "x_realtime": round(sec / dt, 3),
                   "separate_s": None if sep == "null" else float(sep),
                   "peak_rss_mib": round(int(rss) / 1024, 1),
-                  "peak_gpu_mib_over_idle": None if gpu == "null" else int(gpu)}))
+                  "peak_gpu_mib_over_idle": None if gpu == "null" else int(gpu), "precision": prec}))
 PYEOF
 }
 
-# run_official SHIFTS [SAVE]: one timed official.py, one JSON line
+# run_official SHIFTS [SAVE] [PRECISION]: one timed official.py (exact, or
+# default: torch's own TF32 settings), one JSON line
 run_official() {
-  local shifts=$1 save=${2:-}
+  local shifts=$1 save=${2:-} prec=${3:-exact}
   local cmd=("$PY" "$ROOT/bench/separate/official.py" "$OUT/repo/$MODEL.th" "$OUT/track.wav" "$DEVICE" "$shifts"
-             "$OVERLAP")
+             "$OVERLAP" --precision "$prec")
   [ -n "$THREADS" ] && cmd+=(--threads "$THREADS")
   [ -n "$save" ] && cmd+=(--save "$save")
   echo "DEMUCS_PY=${DEMUCS_PY:-} ${cmd[*]}" >> "$CMDS"
@@ -164,7 +172,8 @@ dt, sec = float(t1) - float(t0), float(sec)
 print(json.dumps({"impl": "official", "model": model, "device": r["device"], "shifts": r["shifts"],
                   "threads": r["threads"], "track_s": sec, "wall_s": round(dt, 3), "x_realtime": round(sec / dt, 3),
                   "separate_s": r["seconds"], "peak_rss_mib": round(int(rss) / 1024, 1),
-                  "peak_gpu_mib": r["peak_gpu_mib"], "torch": r["torch"]}))
+                  "peak_gpu_mib": r["peak_gpu_mib"], "torch": r["torch"], "precision": r.get("precision"),
+                  "tf32": r.get("tf32")}))
 PYEOF
 }
 
@@ -191,10 +200,12 @@ elif [ "$CHECK" = 1 ]; then
   echo '{"check": "skipped: torch/official demucs not importable (or --no-official)"}'
 fi
 
-# (2) timing
+# (2) timing (on a GPU: both precisions of each side)
 run_demix "$SHIFTS" "$OUT/stems"
+[ "$DEVICE" = cuda ] && run_demix "$SHIFTS" "$OUT/stems-tf32" tf32
 if [ "$HAVE_OFFICIAL" = 1 ]; then
   run_official "$SHIFTS" || true
+  if [ "$DEVICE" = cuda ]; then run_official "$SHIFTS" "" default || true; fi
 elif [ "$MODEL" = hpss ]; then
   echo '{"impl": "official", "skipped": "hpss is not a Demucs model"}'
 else
@@ -236,8 +247,8 @@ for r in rows:
                    f"({', '.join(f'{k} {v:.3g}' for k, v in r['per_source'].items())}); "
                    f"{'within' if r['ok'] else 'NOT within'} 2e-3")
 out.append("")
-out.append("| implementation | shifts | track | wall (process) | separation alone | x-realtime (process) | peak RSS | peak GPU |")
-out.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+out.append("| implementation | precision | shifts | track | wall (process) | separation alone | x-realtime (process) | peak RSS | peak GPU |")
+out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in timed:
     if r["impl"] == "demix":
         name = f"demix {r['device']}" + (f" -j {r['jobs']}" if r.get("jobs", 1) != 1 else "")
@@ -246,7 +257,13 @@ for r in timed:
         name = f"official (torch {r['torch']}, {r['device']}, {r['threads']} threads)"
         gpu_m = r.get("peak_gpu_mib")
     sep = f"{r['separate_s']:.1f} s" if r.get("separate_s") is not None else "-"
-    out.append(f"| {name} | {r['shifts']} | {r['track_s']:.0f} s | {r['wall_s']:.1f} s | {sep} | "
+    prec = r.get("precision") or "exact"
+    if r["impl"] == "demix" and prec == "tf32":
+        prec = "TF32 (DEMIX_CUDA_TF32=1)"
+    elif r["impl"] != "demix" and r.get("tf32") and r["device"] == "cuda":
+        on = [k for k, v in r["tf32"].items() if v]
+        prec = f"{prec}: TF32 in {', '.join(on)}" if on else f"{prec}: no TF32"
+    out.append(f"| {name} | {prec} | {r['shifts']} | {r['track_s']:.0f} s | {r['wall_s']:.1f} s | {sep} | "
                f"{r['x_realtime']:.2f} | {r['peak_rss_mib']:.0f} MiB | {'-' if gpu_m is None else f'{gpu_m:.0f} MiB'} |")
 with open(results, "a") as f:
     f.write("\n".join(out) + "\n")
