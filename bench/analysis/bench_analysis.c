@@ -1,5 +1,5 @@
 /* bench_analysis.c: the analysis benchmark's C driver (built by run.sh
- * against the build's static libraries).
+ * as the CMake target bench_analysis).
  *
  *   bench_analysis make DIR N SECONDS     write N synthetic 44.1 kHz stereo
  *                                         16-bit WAV tracks (drums + chords,

@@ -8,14 +8,15 @@
 #
 #   bench/analysis/run.sh [--tracks 100] [--seconds 180] [--build DIR]
 #                         [--devices "cpu cuda"] [--no-librosa] [--out DIR]
-#                         [--results bench/RESULTS.md]
-# Builds the C driver (bench_analysis.c) against BUILD's static libraries,
-# synthesises the tracks once into OUT (44.1 kHz stereo 16-bit WAV), prints
-# one JSON line per implementation and appends a dated section with the
-# machine and the command to RESULTS.
+#                         [--results bench/RESULTS.md] [--no-build]
+# Builds the C driver (bench_analysis.c, CMake target bench_analysis) in
+# BUILD (--no-build: use BUILD/bench_analysis as it is, e.g. binaries carried
+# to a GPU host), synthesises the tracks once into OUT (44.1 kHz stereo
+# 16-bit WAV), prints one JSON line per implementation and appends a dated
+# section with the machine and the command to RESULTS.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BUILD=$ROOT/build TRACKS=100 SECS=180 DEVICES="" LIBROSA=1 OUT=/tmp/demix-bench-analysis
+BUILD=$ROOT/build TRACKS=100 SECS=180 DEVICES="" LIBROSA=1 OUT=/tmp/demix-bench-analysis NOBUILD=0
 RESULTS=$ROOT/bench/RESULTS.md
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 CMD="bench/analysis/run.sh $*"
@@ -28,25 +29,15 @@ while [ $# -gt 0 ]; do
     --no-librosa) LIBROSA=0; shift ;;
     --out) OUT=$2; shift 2 ;;
     --results) RESULTS=$2; shift 2 ;;
+    --no-build) NOBUILD=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$OUT"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-cmake --build "$BUILD" --target demix_lib -j2 >/dev/null
-LIBS="$(pkg-config --libs fftw3f openblas sndfile soxr libebur128 json-c libmariadb libcurl zlib) -lm -lpthread"
-CUDA=0
-if grep -q '^DEMIX_HAVE_CUDA.*ON' "$BUILD/CMakeCache.txt" 2>/dev/null || \
-   grep -q 'DEMIX_HAVE_CUDA=1' "$BUILD/kernels/CMakeFiles/dx_kernels.dir/flags.make" 2>/dev/null; then
-  CUDA=1
-  CUDA_LIB=$(ls -d /usr/local/cuda/lib64 2>/dev/null || echo /usr/local/cuda/lib)
-  LIBS="$LIBS -L$CUDA_LIB -Wl,-rpath,$CUDA_LIB -lcudnn -lcublas -lcufft -lcudart -lstdc++"
-fi
-DRV=$OUT/bench_analysis
-cc -O2 -std=c11 -D_GNU_SOURCE $( [ $CUDA = 1 ] && echo -DDEMIX_HAVE_CUDA=1 ) \
-  -I"$ROOT/engine/core" -I"$ROOT/engine/audio" -I"$ROOT/engine/analysis" -I"$ROOT/kernels" \
-  "$ROOT/bench/analysis/bench_analysis.c" -o "$DRV" \
-  "$BUILD/engine/libdemix.a" "$BUILD/kernels/libdx_kernels.a" $(ls "$BUILD"/engine/core/libdx_core.a 2>/dev/null) $LIBS
+[ "$NOBUILD" = 1 ] || cmake --build "$BUILD" --target bench_analysis -j2 >/dev/null
+DRV=$BUILD/bench_analysis
+[ -x "$DRV" ] || { echo "no $DRV (build the bench_analysis target)" >&2; exit 2; }
 TDIR=$OUT/tracks_${TRACKS}x${SECS}
 if [ ! -f "$TDIR/track_$(printf %03d $((TRACKS - 1))).wav" ]; then
   rm -rf "$TDIR"
@@ -56,7 +47,7 @@ fi
 FILES=$(ls "$TDIR"/track_*.wav | head -n "$TRACKS")
 if [ -z "$DEVICES" ]; then
   DEVICES=cpu
-  if [ $CUDA = 1 ] && command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then DEVICES="cpu cuda"; fi
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then DEVICES="cpu cuda"; fi
 fi
 LINES=()
 NPROC=$(nproc)

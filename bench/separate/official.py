@@ -51,7 +51,8 @@ if a.threads > 0:
     torch.set_num_threads(a.threads)
 torch.set_grad_enabled(False)
 random.seed(a.seed)
-model = load_model(torch.load(a.ckpt, map_location="cpu")).eval()
+# the checkpoint holds the model class and its arguments, not only tensors
+model = load_model(torch.load(a.ckpt, map_location="cpu", weights_only=False)).eval()
 x, rate = sf.read(a.track, dtype="float32", always_2d=True)
 assert rate == model.samplerate, "write the track at the model's rate"
 wav = torch.from_numpy(np.ascontiguousarray(x.T))
