@@ -16,7 +16,8 @@
 # agree within 2e-3 when they compute the same function); shifts draw random
 # offsets, so only shifts 0 can be compared. (2) Timing runs with --shifts
 # (default 1) and --overlap (0.25): wall seconds of the whole process, the
-# separation alone, x-realtime, peak RSS (/usr/bin/time -f %M) and, on a GPU,
+# separation alone, x-realtime, peak RSS (/usr/bin/time -f %M, or Python's
+# getrusage where there is no GNU time) and, on a GPU,
 # peak GPU memory. One JSON line per run; --record appends a dated section
 # (machine, date, commands, table) to bench/RESULTS.md.
 #
@@ -112,6 +113,20 @@ RUNS=$OUT/runs.jsonl CMDS=$OUT/commands.txt
 : > "$RUNS"
 : > "$CMDS"
 
+# maxrss FILE CMD...: run CMD (stdout passes through), its peak RSS in KiB into FILE
+maxrss() {
+  local out=$1
+  shift
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -f '%M' -o "$out" "$@"
+  else
+    "$PY" -c 'import resource, subprocess, sys
+rc = subprocess.run(sys.argv[2:]).returncode
+open(sys.argv[1], "w").write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(rc)' "$out" "$@"
+  fi
+}
+
 # run_demix SHIFTS STEMS_DIR [PRECISION]: one timed `demix separate` (exact, or
 # tf32: DEMIX_CUDA_TF32=1), one JSON line
 run_demix() {
@@ -129,7 +144,7 @@ run_demix() {
   fi
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$OUT/rss.txt" "${cmd[@]}" 2> "$OUT/demix.log"
+  maxrss "$OUT/rss.txt" "${cmd[@]}" 2> "$OUT/demix.log"
   t1=$(date +%s.%N)
   if [ -n "$poll" ]; then kill "$poll" 2> /dev/null || true; wait "$poll" 2> /dev/null || true; fi
   if [ -s "$gpu_log" ]; then peak=$(($(sort -n "$gpu_log" | tail -1) - base)); fi
@@ -158,7 +173,7 @@ run_official() {
   echo "DEMUCS_PY=${DEMUCS_PY:-} ${cmd[*]}" >> "$CMDS"
   local t0 t1 line
   t0=$(date +%s.%N)
-  if ! line=$(/usr/bin/time -f '%M' -o "$OUT/rss-official.txt" "${cmd[@]}" 2> "$OUT/official.log"); then
+  if ! line=$(maxrss "$OUT/rss-official.txt" "${cmd[@]}" 2> "$OUT/official.log"); then
     tail -5 "$OUT/official.log" >&2
     echo '{"impl": "official", "error": "failed; see above"}' | tee -a "$RUNS"
     return 1
