@@ -42,7 +42,7 @@ BUILD=$ROOT/build SECONDS_=180 DEVICE=auto FULL=0 SHIFTS=1 OVERLAP=0.25 MODEL=""
 THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0
 CMDLINE="bench/separate/run.sh $*"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || true)
-KIT=$ROOT/../shared/reference/demucs
+KIT=${DEMIX_REFERENCE:-$ROOT/../shared/reference}/demucs # the reference kit (tiny models, make_kit.py)
 PY=${PYTHON:-}
 for p in "$ROOT/.venv-ref/bin/python" "$ROOT/.venv/bin/python" python3; do
   [ -n "$PY" ] && break
