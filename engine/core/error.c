@@ -15,7 +15,7 @@ const char *dx_strerror(dx_status s) {
 
 const char *dx_status_name(dx_status s) {
   switch (s) {
-#define DX_ERR_NAME(name, msg, http) case DX_##name: return (#name[0] == 'E' && #name[3] == '_') ? #name + 4 : #name;
+#define DX_ERR_NAME(name, msg, http) case DX_##name: return (#name[0] == 'E' && #name[3] == '_') ? &#name[4] : #name;
     DX_ERRNO_MAP(DX_ERR_NAME)
 #undef DX_ERR_NAME
   default: return "UNKNOWN";
