@@ -26,10 +26,10 @@
 # cpu|cuda|auto, --shifts N (1), --overlap F (0.25), --threads N (torch
 # threads of the official run; default 2 on the CPU), --jobs N (demix -j, 1),
 # --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate).
-# On a GPU the timing runs each side twice: demix exact float32 and with
-# DEMIX_CUDA_TF32=1 (TF32 in cuDNN and cuBLAS); the official with no TF32
-# (exact) and with torch's defaults (TF32 convolutions). The agreement
-# check runs both exact.
+# On a GPU the timing runs demix exact float32, with TF32 convolutions
+# (DEMIX_CUDA_TF32=conv, as torch's defaults) and with TF32 everywhere
+# (DEMIX_CUDA_TF32=1), and the official with no TF32 (exact) and with
+# torch's defaults (TF32 convolutions). The agreement check runs both exact.
 # --full takes htdemucs_full_random from $DEMIX_REFERENCE/demucs or
 # .ref/reference/demucs (tools/make-reference), else makes it with the kit's
 # make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
@@ -127,12 +127,13 @@ sys.exit(rc)' "$out" "$@"
   fi
 }
 
-# run_demix SHIFTS STEMS_DIR [PRECISION]: one timed `demix separate` (exact, or
-# tf32: DEMIX_CUDA_TF32=1), one JSON line
+# run_demix SHIFTS STEMS_DIR [PRECISION]: one timed `demix separate` (exact;
+# conv: DEMIX_CUDA_TF32=conv; tf32: DEMIX_CUDA_TF32=1), one JSON line
 run_demix() {
   local shifts=$1 stems=$2 prec=${3:-exact} gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
   local tf=0
   [ "$prec" = tf32 ] && tf=1
+  [ "$prec" = conv ] && tf=conv
   local cmd=(env DEMIX_CUDA_TF32=$tf "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$shifts" --overlap "$OVERLAP"
              -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$stems" "$OUT/track.wav")
   echo "${cmd[*]}" >> "$CMDS"
@@ -217,7 +218,10 @@ fi
 
 # (2) timing (on a GPU: both precisions of each side)
 run_demix "$SHIFTS" "$OUT/stems"
-[ "$DEVICE" = cuda ] && run_demix "$SHIFTS" "$OUT/stems-tf32" tf32
+if [ "$DEVICE" = cuda ]; then
+  run_demix "$SHIFTS" "$OUT/stems-conv" conv
+  run_demix "$SHIFTS" "$OUT/stems-tf32" tf32
+fi
 if [ "$HAVE_OFFICIAL" = 1 ]; then
   run_official "$SHIFTS" || true
   if [ "$DEVICE" = cuda ]; then run_official "$SHIFTS" "" default || true; fi
@@ -274,7 +278,9 @@ for r in timed:
     sep = f"{r['separate_s']:.1f} s" if r.get("separate_s") is not None else "-"
     prec = r.get("precision") or "exact"
     if r["impl"] == "demix" and prec == "tf32":
-        prec = "TF32 (DEMIX_CUDA_TF32=1)"
+        prec = "TF32 in convolutions and products (DEMIX_CUDA_TF32=1)"
+    elif r["impl"] == "demix" and prec == "conv":
+        prec = "TF32 in convolutions (DEMIX_CUDA_TF32=conv)"
     elif r["impl"] != "demix" and r.get("tf32") and r["device"] == "cuda":
         on = [k for k, v in r["tf32"].items() if v]
         prec = f"{prec}: TF32 in {', '.join(on)}" if on else f"{prec}: no TF32"

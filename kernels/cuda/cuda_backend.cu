@@ -17,8 +17,9 @@
  * thread frees the model last, so the allocator's lists are locked.
  *
  * TF32: DEMIX_CUDA_TF32=1 in the environment lets cuBLAS and cuDNN use TF32
- * tensor cores (faster, about 1e-3 relative error); by default products are
- * exact float32 so results match the CPU reference. */
+ * tensor cores (faster, about 1e-3 relative error), DEMIX_CUDA_TF32=conv
+ * the convolutions only (PyTorch's default on these GPUs); by default
+ * products are exact float32 so results match the CPU reference. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,13 +285,14 @@ static dx_status cuda_init_ctx(dx_cuda_ctx *c) {
   if (pthread_mutex_init(&c->mem_lock, NULL) != 0) return DX_ERR_NOMEM;
   c->mem_lock_ready = 1;
   const char *tf = getenv("DEMIX_CUDA_TF32");
-  c->tf32 = tf && tf[0] == '1';
+  c->tf32_gemm = tf && !strcmp(tf, "1");
+  c->tf32 = c->tf32_gemm || (tf && !strcmp(tf, "conv"));
   DX_CUDA_CHECK(cudaSetDevice(c->device));
   DX_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   DX_CUBLAS_CHECK(cublasCreate(&c->cublas));
   DX_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
   /* Exact float32 products unless TF32 was asked for: the CPU backend is the reference. */
-  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32_gemm ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   DX_CUDNN_CHECK(cudnnCreate(&c->cudnn));
   DX_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
   /* Cached free blocks are held up to a quarter of the device's memory. */

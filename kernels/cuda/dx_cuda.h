@@ -34,7 +34,8 @@ typedef struct {
   cudaStream_t stream;
   cublasHandle_t cublas;
   cudnnHandle_t cudnn;
-  int tf32; /* DEMIX_CUDA_TF32=1: TF32 tensor cores in cuBLAS/cuDNN (not exact float32) */
+  int tf32;      /* cuDNN convolutions may use TF32 tensor cores (DEMIX_CUDA_TF32=1 or conv; not exact float32) */
+  int tf32_gemm; /* cuBLAS products too (DEMIX_CUDA_TF32=1) */
 
   /* Caching allocator: blocks handed out (live) and blocks kept for reuse
    * (cached). Reuse happens only on this backend's stream, so a block freed
