@@ -10,6 +10,9 @@
 #include <string.h>
 
 #include "features_cpu.h"
+#include "nn_vmath.h"
+
+#pragma GCC diagnostic ignored "-Wpsabi" /* dx_vf helpers are always inlined */
 
 /* Insert v into the ascending list a[0..*n) of at most q entries (kept:
  * the q smallest); the caller only calls when v belongs there. */
@@ -30,27 +33,9 @@ static inline void insert_hi(float v, float *a, int *n, int q) {
   a[i] = v;
 }
 
-/* Contrast's band extremes, eight floats at a time (GCC vector extensions:
- * AVX in the x86-64-v3 build, two SSE halves in the baseline). The helpers
- * taking vectors are always inlined, so no vector crosses a call and the
- * baseline build's ABI note does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-static inline __attribute__((always_inline)) int v8_any(v8i m) {
-  unsigned long long w[4];
-  memcpy(w, &m, sizeof w);
-  return (w[0] | w[1] | w[2] | w[3]) != 0;
-}
-static inline __attribute__((always_inline)) v8f v8_max(v8f x, v8f y) {
-  v8i m = x > y;
-  return (v8f)((m & (v8i)x) | (~m & (v8i)y));
-}
-static inline __attribute__((always_inline)) v8f v8_min(v8f x, v8f y) {
-  v8i m = x < y;
-  return (v8f)((m & (v8i)x) | (~m & (v8i)y));
-}
+/* Contrast's band extremes work on eight floats at a time (dx_vf,
+ * nn_vmath.h: AVX in the x86-64-v3 build, two SSE halves in the baseline). */
+_Static_assert(DX_VF_LANES == 8, "the list shuffles below assume eight lanes");
 
 #define EXT_QMAX 16 /* longest list kept in two vectors */
 
@@ -61,21 +46,21 @@ static inline __attribute__((always_inline)) v8f v8_min(v8f x, v8f y) {
  * so the first q entries stay the q largest values inserted even when the
  * entries past q are left stale (values at most the q-th are skipped).
  * The ascending list of the smallest is the mirror image. */
-static inline __attribute__((always_inline)) void top_insert(v8f *a, v8f *b, float v) {
-  v8f vv = (v8f){0} + v, edge = (v8f){0} + INFINITY;
-  v8f sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
-  v8f sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
-  *a = v8_max(*a, v8_min(sa, vv));
-  *b = v8_max(*b, v8_min(sb, vv));
+static inline __attribute__((always_inline)) void top_insert(dx_vf *a, dx_vf *b, float v) {
+  dx_vf vv = dx_vf_set(v), edge = dx_vf_set(INFINITY);
+  dx_vf sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
+  dx_vf sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
+  *a = dx_vf_max(*a, dx_vf_min(sa, vv));
+  *b = dx_vf_max(*b, dx_vf_min(sb, vv));
 }
-static inline __attribute__((always_inline)) void bottom_insert(v8f *a, v8f *b, float v) {
-  v8f vv = (v8f){0} + v, edge = (v8f){0} - INFINITY;
-  v8f sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
-  v8f sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
-  *a = v8_min(*a, v8_max(sa, vv));
-  *b = v8_min(*b, v8_max(sb, vv));
+static inline __attribute__((always_inline)) void bottom_insert(dx_vf *a, dx_vf *b, float v) {
+  dx_vf vv = dx_vf_set(v), edge = dx_vf_set(-INFINITY);
+  dx_vf sa = __builtin_shufflevector(*a, edge, 8, 0, 1, 2, 3, 4, 5, 6);
+  dx_vf sb = __builtin_shufflevector(*a, *b, 7, 8, 9, 10, 11, 12, 13, 14);
+  *a = dx_vf_min(*a, dx_vf_max(sa, vv));
+  *b = dx_vf_min(*b, dx_vf_max(sb, vv));
 }
-static inline __attribute__((always_inline)) float list_at(v8f a, v8f b, int i) {
+static inline __attribute__((always_inline)) float list_at(dx_vf a, dx_vf b, int i) {
   float l[EXT_QMAX];
   memcpy(l, &a, sizeof a);
   memcpy(l + 8, &b, sizeof b);
@@ -92,14 +77,14 @@ static inline __attribute__((always_inline)) float list_at(v8f a, v8f b, int i) 
  * comparison. Inlined into the caller so that it is compiled with the
  * caller's instruction set. */
 static inline __attribute__((always_inline)) void select_hi(const float *x, int n, int q, float *hi) {
-  v8f a = (v8f){0} - INFINITY, b = a;
+  dx_vf a = dx_vf_set(-INFINITY), b = a;
   int k = 0;
   for (; k < q; k++) top_insert(&a, &b, x[k]);
   float th = list_at(a, b, q - 1);
   for (; k + 8 <= n; k += 8) {
-    v8f v;
+    dx_vf v;
     memcpy(&v, x + k, sizeof v);
-    if (!v8_any(v > (v8f){0} + th)) continue;
+    if (!dx_vf_any(v > dx_vf_set(th))) continue;
     for (int j = k; j < k + 8; j++) top_insert(&a, &b, x[j]);
     th = list_at(a, b, q - 1);
   }
@@ -107,14 +92,14 @@ static inline __attribute__((always_inline)) void select_hi(const float *x, int 
   for (int i = 0; i < q; i++) hi[i] = list_at(a, b, i);
 }
 static inline __attribute__((always_inline)) void select_lo(const float *x, int n, int q, float *lo) {
-  v8f a = (v8f){0} + INFINITY, b = a;
+  dx_vf a = dx_vf_set(INFINITY), b = a;
   int k = n - 1;
   for (; k >= n - q; k--) bottom_insert(&a, &b, x[k]);
   float tl = list_at(a, b, q - 1);
   for (; k - 8 >= -1; k -= 8) { /* the chunk x[k - 7 .. k] */
-    v8f v;
+    dx_vf v;
     memcpy(&v, x + k - 7, sizeof v);
-    if (!v8_any(v < (v8f){0} + tl)) continue;
+    if (!dx_vf_any(v < dx_vf_set(tl))) continue;
     for (int j = k; j > k - 8; j--) bottom_insert(&a, &b, x[j]);
     tl = list_at(a, b, q - 1);
   }
@@ -152,35 +137,35 @@ static inline __attribute__((always_inline)) void band_extremes(const float *x, 
     select_lo(x, n, q, lo);
     return;
   }
-  v8f mx0, mx1, mn0, mn1;
+  dx_vf mx0, mx1, mn0, mn1;
   memcpy(&mx0, x, sizeof mx0);
   memcpy(&mx1, x + 8, sizeof mx1);
   mn0 = mx0, mn1 = mx1;
   for (int r = 1; r < rows; r++) {
-    v8f v0, v1;
+    dx_vf v0, v1;
     memcpy(&v0, x + r * EXT_QMAX, sizeof v0);
     memcpy(&v1, x + r * EXT_QMAX + 8, sizeof v1);
-    mx0 = v8_max(mx0, v0), mx1 = v8_max(mx1, v1);
-    mn0 = v8_min(mn0, v0), mn1 = v8_min(mn1, v1);
+    mx0 = dx_vf_max(mx0, v0), mx1 = dx_vf_max(mx1, v1);
+    mn0 = dx_vf_min(mn0, v0), mn1 = dx_vf_min(mn1, v1);
   }
-  v8f ha = (v8f){0} - INFINITY, hb = ha, la = (v8f){0} + INFINITY, lb = la;
+  dx_vf ha = dx_vf_set(-INFINITY), hb = ha, la = dx_vf_set(INFINITY), lb = la;
   for (int g = 0; g < EXT_QMAX; g++) {
     top_insert(&ha, &hb, list_at(mx0, mx1, g));
     bottom_insert(&la, &lb, list_at(mn0, mn1, g));
   }
   float th = list_at(ha, hb, q - 1), tl = list_at(la, lb, q - 1);
-  ha = hb = (v8f){0} - INFINITY;
-  la = lb = (v8f){0} + INFINITY;
+  ha = hb = dx_vf_set(-INFINITY);
+  la = lb = dx_vf_set(INFINITY);
   int k = 0, end = rows * EXT_QMAX;
-  v8f vth = (v8f){0} + th, vtl = (v8f){0} + tl;
+  dx_vf vth = dx_vf_set(th), vtl = dx_vf_set(tl);
   for (; k < end; k += 8) {
-    v8f v;
+    dx_vf v;
     memcpy(&v, x + k, sizeof v);
-    v8i up = v >= vth, down = v <= vtl;
-    if (v8_any(up))
+    dx_vfi up = v >= vth, down = v <= vtl;
+    if (dx_vf_any(up))
       for (int j = k; j < k + 8; j++)
         if (x[j] >= th) top_insert(&ha, &hb, x[j]);
-    if (v8_any(down))
+    if (dx_vf_any(down))
       for (int j = k; j < k + 8; j++)
         if (x[j] <= tl) bottom_insert(&la, &lb, x[j]);
   }

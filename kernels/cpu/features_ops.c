@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "features_cpu.h"
+#include "nn_vmath.h"
 
 /* vectors stay inside functions (none crosses a call): the baseline
  * build's ABI note about them does not apply */
@@ -171,24 +172,23 @@ DX_HOT static dx_status cpu_gemm_nt(dx_backend *be, int M, int N, int K, const f
   (void)be;
   if (M < 0 || N < 0 || K < 0) return DX_ERR_INVALID;
   if (!M || !N) return DX_OK;
-  int Np = (N + 7) & ~7; /* B's rows padded with zeros to whole vectors */
+  int Np = (N + DX_VF_LANES - 1) / DX_VF_LANES * DX_VF_LANES; /* B's rows padded with zeros to whole vectors */
   if (N <= 32 && (size_t)K * Np <= 4096) {
     /* Few output columns and a short inner dimension (the MFCC's DCT: 20 x
      * 128): B transposed once onto the stack, then every row of C is a sum
      * of B's rows scaled by A's values, eight columns to a vector, the sums
      * held in registers. Plain loops beat BLAS's thread start-up on these
      * skinny shapes and keep the worker on its own core. */
-    typedef float v8f __attribute__((vector_size(32)));
     float bt[4096] __attribute__((aligned(32)));
-    int nv = Np / 8;
+    int nv = Np / DX_VF_LANES;
     for (int k = 0; k < K; k++)
       for (int n = 0; n < Np; n++) bt[(size_t)k * Np + n] = n < N ? B[(size_t)n * ldb + k] : 0.0f;
     for (int m = 0; m < M; m++) {
       const float *a = A + (size_t)m * lda;
-      v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      dx_vf s0 = dx_vf_set(0), s1 = s0, s2 = s0, s3 = s0;
       for (int k = 0; k < K; k++) {
-        v8f av = (v8f){0} + a[k];
-        const v8f *row = (const v8f *)(bt + (size_t)k * Np);
+        dx_vf av = dx_vf_set(a[k]);
+        const dx_vf *row = (const dx_vf *)(bt + (size_t)k * Np);
         s0 += av * row[0];
         if (nv > 1) s1 += av * row[1];
         if (nv > 2) s2 += av * row[2];
@@ -249,9 +249,6 @@ DX_HOT static dx_status cpu_mel_power(dx_feat_plan *plan, const float *power, in
   return DX_OK;
 }
 
-/* Eight lanes of floats: one AVX register, two SSE ones. */
-typedef float v8f __attribute__((vector_size(32)));
-
 /* Chroma and key chroma of each frame with the transposed filterbank
  * (16 values per bin, 12 used): four frames at a time, each frame's 16
  * sums in two 8-lane vectors, so every bin's filter values are loaded once
@@ -268,12 +265,12 @@ DX_HOT static dx_status cpu_chroma_power(dx_feat_plan *plan, const float *power,
     int nr = n_frames - f0 < 4 ? n_frames - f0 : 4;
     const float *P[4];
     for (int r = 0; r < 4; r++) P[r] = power + (size_t)(f0 + (r < nr ? r : 0)) * ld_pow;
-    v8f lo[4][2], acc[4][2];
-    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = (v8f){0};
+    dx_vf lo[4][2], acc[4][2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = (dx_vf){0};
     for (int pass = 0; pass < 2; pass++) {
       int k0 = pass ? key_bin0 : 0, k1 = pass ? nb : key_bin0;
       for (int k = k0; k < k1; k++) {
-        v8f w0, w1;
+        dx_vf w0, w1;
         memcpy(&w0, ft + (size_t)k * 16, sizeof w0);
         memcpy(&w1, ft + (size_t)k * 16 + 8, sizeof w1);
         for (int r = 0; r < 4; r++) {
@@ -285,12 +282,12 @@ DX_HOT static dx_status cpu_chroma_power(dx_feat_plan *plan, const float *power,
       if (!pass)
         for (int r = 0; r < 4; r++) {
           lo[r][0] = acc[r][0], lo[r][1] = acc[r][1];
-          acc[r][0] = acc[r][1] = (v8f){0};
+          acc[r][0] = acc[r][1] = (dx_vf){0};
         }
     }
     for (int r = 0; r < nr; r++) {
       float kv[16], cv[16];
-      v8f c0 = lo[r][0] + acc[r][0], c1 = lo[r][1] + acc[r][1];
+      dx_vf c0 = lo[r][0] + acc[r][0], c1 = lo[r][1] + acc[r][1];
       memcpy(kv, &acc[r][0], sizeof acc[r][0]);
       memcpy(kv + 8, &acc[r][1], sizeof acc[r][1]);
       memcpy(cv, &c0, sizeof c0);

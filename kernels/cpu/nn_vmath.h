@@ -42,6 +42,14 @@ DX_VF_INLINE dx_vf dx_vf_select(dx_vfi mask, dx_vf a, dx_vf b) {
   return (dx_vf)(((dx_vfi)a & mask) | ((dx_vfi)b & ~mask));
 }
 DX_VF_INLINE dx_vf dx_vf_min(dx_vf a, dx_vf b) { return dx_vf_select(a < b, a, b); }
+/* Whether any lane of a comparison's mask is set. */
+DX_VF_INLINE int dx_vf_any(dx_vfi m) {
+  uint64_t w[DX_VF_LANES / 2];
+  memcpy(w, &m, sizeof w);
+  uint64_t o = 0;
+  for (int i = 0; i < DX_VF_LANES / 2; i++) o |= w[i];
+  return o != 0;
+}
 DX_VF_INLINE dx_vf dx_vf_max(dx_vf a, dx_vf b) { return dx_vf_select(a > b, a, b); }
 
 DX_VF_INLINE dx_vf dx_vf_exp(dx_vf x) {
