@@ -9,7 +9,9 @@
  * memory. The decoded file, the mono downmix and the resampled signal go
  * to host buffers the analyzer keeps (on the CPU backend the resampler
  * writes straight into the backend's signal buffer), so a worker that
- * analyses track after track allocates nothing once warm.
+ * analyses track after track allocates nothing once warm. Files longer
+ * than params.stream_min_seconds take the streaming path instead
+ * (analysis_stream.c), which never holds the decoded channels.
  * Threading: an analyzer is one worker's; with params.threads >= 2 a run
  * starts helper threads: one measures the loudness beside the resampling,
  * then all share the feature work (CPU backend). */
@@ -32,6 +34,7 @@ void dx_analysis_default_params(dx_analysis_params *p) {
   p->low_hz = 300;
   p->key_min_hz = 180;
   p->threads = 1;
+  p->stream_min_seconds = 1200;
 }
 
 void dx_analysis_result_free(dx_analysis_result *r) {
@@ -83,7 +86,7 @@ static int params_equal(const dx_analysis_params *a, const dx_analysis_params *b
   return !memcmp(&a->feat, &b->feat, sizeof a->feat) && a->max_seconds == b->max_seconds &&
          a->chunk_frames == b->chunk_frames && a->tempo_min_bpm == b->tempo_min_bpm &&
          a->tempo_max_bpm == b->tempo_max_bpm && a->low_hz == b->low_hz && a->key_min_hz == b->key_min_hz &&
-         a->threads == b->threads;
+         a->threads == b->threads && a->stream_min_seconds == b->stream_min_seconds;
 }
 
 dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err) {
@@ -250,13 +253,27 @@ static void downmix_range(const dx_audio *audio, float *mono, size_t i0, size_t 
   }
 }
 
-#define RESAMPLE_CHUNK 65536 /* input samples per soxr_process call */
+/* downmix_range for n interleaved frames b (ch channels) into m[0..n):
+ * the same float operations in the same order. */
+void dx_an_downmix(const float *b, int ch, size_t n, float *m) {
+  if (ch == 1) {
+    memcpy(m, b, n * sizeof *m);
+  } else if (ch == 2) {
+    float inv = 1.0f / 2.0f;
+    for (size_t i = 0; i < n; i++) m[i] = (b[2 * i] + b[2 * i + 1]) * inv;
+  } else {
+    float inv = 1.0f / (float)ch;
+    for (size_t i = 0; i < n; i++) {
+      float s = b[i * ch];
+      for (int c = 1; c < ch; c++) s += b[i * ch + c];
+      m[i] = s * inv;
+    }
+  }
+}
 
-/* soxr HQ from rate sr to the analysis rate, mono[0..n) into y[0..olen)
- * (a last sample or two soxr leaves unwritten are zeros). The resampler
- * is kept between tracks and cleared for each; it is fed in chunks, so its
- * buffers stay small instead of growing with the track. */
-static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, float *y, size_t olen, dx_errbuf *err) {
+/* The analyzer's soxr HQ resampler from rate sr to the analysis rate,
+ * ready for a new track: kept between tracks and cleared for each. */
+dx_status dx_an_resample_begin(dx_analyzer *a, int sr, dx_errbuf *err) {
   soxr_error_t e = NULL;
   if (a->sx && (a->sx_rate != sr || soxr_clear(a->sx))) {
     soxr_delete(a->sx);
@@ -269,25 +286,48 @@ static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, f
     if (!a->sx) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e ? e : "soxr_create");
     a->sx_rate = sr;
   }
-  size_t pos = 0, opos = 0;
-  while (opos < olen) {
-    size_t take = n - pos < RESAMPLE_CHUNK ? n - pos : RESAMPLE_CHUNK, used = 0, made = 0;
-    /* no input left: a NULL input flushes what the filter still holds */
-    e = soxr_process(a->sx, take ? mono + pos : NULL, take, &used, y + opos, olen - opos, &made);
-    if (e) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
-    pos += used;
-    opos += made;
-    if (!take && !made) break;
-  }
-  for (size_t i = opos; i < olen; i++) y[i] = 0.0f;
   return DX_OK;
+}
+
+/* The resampler is fed in chunks of DX_AN_RESAMPLE_CHUNK input samples (its
+ * buffers stay small instead of growing with the track): each call takes
+ * the next min(n - pos, DX_AN_RESAMPLE_CHUNK) samples and leaves room for the
+ * rest of y, whether the track is all there or arrives in blocks, so the
+ * calls and their output are the same both ways. */
+dx_status dx_an_resample_feed(dx_analyzer *a, const float *mono, size_t base, size_t avail, size_t n, float *y,
+                              size_t olen, dx_an_rs *rs, dx_errbuf *err) {
+  while (!rs->done) {
+    size_t take = n - rs->pos < DX_AN_RESAMPLE_CHUNK ? n - rs->pos : DX_AN_RESAMPLE_CHUNK, used = 0, made = 0;
+    if (rs->opos < olen && rs->pos + take > avail) return DX_OK; /* wait for more input */
+    if (rs->opos < olen) {
+      /* no input left: a NULL input flushes what the filter still holds */
+      soxr_error_t e = soxr_process(a->sx, take ? mono + (rs->pos - base) : NULL, take, &used, y + rs->opos,
+                                    olen - rs->opos, &made);
+      if (e) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
+      rs->pos += used;
+      rs->opos += made;
+    }
+    if (rs->opos >= olen || (!take && !made)) {
+      /* a last sample or two soxr leaves unwritten are zeros */
+      for (size_t i = rs->opos; i < olen; i++) y[i] = 0.0f;
+      rs->done = 1;
+    }
+  }
+  return DX_OK;
+}
+
+/* soxr HQ from rate sr to the analysis rate, mono[0..n) into y[0..olen). */
+static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, float *y, size_t olen, dx_errbuf *err) {
+  dx_an_rs rs = {0, 0, 0};
+  dx_status st = dx_an_resample_begin(a, sr, err);
+  return st == DX_OK ? dx_an_resample_feed(a, mono, 0, n, n, y, olen, &rs, err) : st;
 }
 
 /* Where the features' signal goes for audio of n frames at rate sr:
  * reserves the analyzer's buffers for olen output samples and picks the
  * downmix's destination (the signal buffer itself when no resampling is
- * needed). */
-static dx_status prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err) {
+ * needed; with mono NULL no downmix buffer is made). */
+dx_status dx_an_prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err) {
   int rate = a->p.feat.sample_rate, same = sr == rate;
   *olen = same ? n : (size_t)(n * ((double)rate / sr) + 0.5);
   if (*olen == 0) return dx_fail(err, DX_ERR_EMPTY, "the audio is too short to analyse");
@@ -297,6 +337,7 @@ static dx_status prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float *
   int direct = a->be->kind == DX_DEVICE_CPU;
   if (!direct && grow_host(&a->rs, &a->cap_rs, *olen)) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
   *y = direct ? a->y : a->rs;
+  if (!mono) return DX_OK;
   *mono = *y;
   if (!same) {
     if (grow_host(&a->mono, &a->cap_mono, n)) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
@@ -322,7 +363,7 @@ static dx_status run_decoded(dx_analyzer *a, const dx_audio *audio, unsigned fea
   double t0 = dx_now();
   size_t n = audio->frames, olen;
   float *mono, *y;
-  if ((st = prepare(a, audio->samplerate, n, &olen, &mono, &y, err)) != DX_OK) return st;
+  if ((st = dx_an_prepare(a, audio->samplerate, n, &olen, &mono, &y, err)) != DX_OK) return st;
   /* Loudness reads the original channels only: with threads >= 2 it runs
    * on a helper beside the resampling, and the helper then joins the
    * feature work. */
@@ -346,9 +387,16 @@ static dx_status run_decoded(dx_analyzer *a, const dx_audio *audio, unsigned fea
     return st;
   }
   r->t_resample = dx_now() - t0;
-  if ((st = progress_at(progress, ud, 20)) == DX_OK)
-    st = dx_an_features(a, run, y, olen, features, progress, ud, r, err);
-  dx_an_run_end(run); /* joins the loudness helper */
+  if ((st = dx_an_run_features(a, run, y, olen, features, progress, ud, r, err)) != DX_OK) return st;
+  if (loud && (st = loud_finish(&lj, r, err)) != DX_OK) return st;
+  return progress_at(progress, ud, 100);
+}
+
+dx_status dx_an_run_features(dx_analyzer *a, dx_an_run *run, const float *y, size_t n, unsigned features,
+                             dx_analysis_progress_fn progress, void *ud, dx_analysis_result *r, dx_errbuf *err) {
+  dx_status st = progress_at(progress, ud, 20);
+  if (st == DX_OK) st = dx_an_features(a, run, y, n, features, progress, ud, r, err);
+  dx_an_run_end(run); /* joins the helpers (the loudness one too) */
   if (st != DX_OK) return st;
   if (features & DX_AF_TEMPO) {
     double fps = (double)a->p.feat.sample_rate / a->p.feat.hop;
@@ -356,13 +404,13 @@ static dx_status run_decoded(dx_analyzer *a, const dx_audio *audio, unsigned fea
       return st;
   }
   if (features & DX_AF_KEY) dx_key_detect(a->key_chroma, r);
-  if (loud && (st = loud_finish(&lj, r, err)) != DX_OK) return st;
-  return progress_at(progress, ud, 100);
+  return DX_OK;
 }
 
-/* Fills the fields of r every run has, checks the request. */
-static dx_status run_start(dx_analyzer *a, const dx_audio *audio, unsigned *features, dx_analysis_result *r,
-                           dx_errbuf *err) {
+/* Fills the fields of r every run has, checks the request (audio: with
+ * header_only, its data may be NULL). */
+dx_status dx_an_run_start(dx_analyzer *a, const dx_audio *audio, int header_only, unsigned *features,
+                          dx_analysis_result *r, dx_errbuf *err) {
   double keep_decode = r->t_decode;
   memset(r, 0, sizeof *r);
   r->t_decode = keep_decode;
@@ -370,7 +418,7 @@ static dx_status run_start(dx_analyzer *a, const dx_audio *audio, unsigned *feat
   r->lufs = r->lra = r->true_peak_db = -INFINITY;
   *features &= DX_AF_ALL;
   if (!*features) return dx_fail(err, DX_ERR_INVALID, "no features requested");
-  if (!audio || !audio->data || audio->channels < 1 || audio->samplerate < 1)
+  if (!audio || (!audio->data && !header_only) || audio->channels < 1 || audio->samplerate < 1)
     return dx_fail(err, DX_ERR_INVALID, "no audio");
   if (audio->frames == 0) return dx_fail(err, DX_ERR_EMPTY, "the audio has no samples");
   r->features = *features;
@@ -386,7 +434,7 @@ static dx_status run_start(dx_analyzer *a, const dx_audio *audio, unsigned *feat
 
 dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned features, dx_analysis_progress_fn progress,
                           void *ud, dx_analysis_result *out, dx_errbuf *err) {
-  dx_status st = run_start(a, audio, &features, out, err);
+  dx_status st = dx_an_run_start(a, audio, 0, &features, out, err);
   if (st != DX_OK) return st;
   float peak = dx_sample_peak(audio->data, audio->frames * (size_t)audio->channels);
   return run_decoded(a, audio, features, 0, peak, progress, ud, out, err);
@@ -412,23 +460,10 @@ static dx_status on_block(void *ud, const dx_audio *au, const float *b, size_t f
   if (frame0 == 0) {
     size_t olen;
     float *y;
-    dx_status st = prepare(d->a, au->samplerate, au->frames, &olen, &d->mono, &y, d->err);
+    dx_status st = dx_an_prepare(d->a, au->samplerate, au->frames, &olen, &d->mono, &y, d->err);
     if (st != DX_OK) return st;
   }
-  float *m = d->mono + frame0;
-  if (ch == 1) {
-    memcpy(m, b, n * sizeof *m);
-  } else if (ch == 2) {
-    float inv = 1.0f / 2.0f;
-    for (size_t i = 0; i < n; i++) m[i] = (b[2 * i] + b[2 * i + 1]) * inv;
-  } else {
-    float inv = 1.0f / (float)ch;
-    for (size_t i = 0; i < n; i++) {
-      float s = b[i * ch];
-      for (int c = 1; c < ch; c++) s += b[i * ch + c];
-      m[i] = s * inv;
-    }
-  }
+  dx_an_downmix(b, ch, n, d->mono + frame0);
   return DX_OK;
 }
 
@@ -436,10 +471,20 @@ dx_status dx_analyzer_run_file(dx_analyzer *a, const char *path, unsigned featur
                                void *ud, dx_analysis_result *out, dx_errbuf *err) {
   double t0 = dx_now();
   memset(out, 0, sizeof *out);
+  dx_audio_file *f = NULL;
+  dx_audio_info info;
+  dx_status st = dx_audio_file_open(path, a->p.max_seconds, &f, &info, err);
+  if (st != DX_OK) return st;
+  if (a->p.stream_min_seconds >= 0 && info.duration > a->p.stream_min_seconds) {
+    st = dx_an_run_stream(a, f, &info, features, progress, ud, out, err);
+    dx_audio_file_close(f);
+    return st;
+  }
   decode_state d = {.a = a, .want_mono = (features & DX_AF_ALL & ~DX_AF_LOUDNESS) != 0, .err = err};
-  dx_status st = dx_audio_decode(path, a->p.max_seconds, &a->dec, &a->dec_cap, on_block, &d, err);
+  st = dx_audio_file_decode(f, &a->dec, &a->dec_cap, on_block, &d, err);
+  dx_audio_file_close(f);
   if (st != DX_OK) return st;
   out->t_decode = dx_now() - t0;
-  if ((st = run_start(a, &a->dec, &features, out, err)) != DX_OK) return st;
+  if ((st = dx_an_run_start(a, &a->dec, 0, &features, out, err)) != DX_OK) return st;
   return run_decoded(a, &a->dec, features, d.want_mono, d.peak, progress, ud, out, err);
 }

@@ -1,7 +1,8 @@
 /* analysis_priv.h: the analyzer's state, shared by analysis.c (lifetime,
- * decoding, downmix, resampling, loudness, tempo and key) and
- * features_pass.c (the feature ops over the whole track, split over
- * threads on the CPU backend). Private to engine/analysis. */
+ * decoding, downmix, resampling, loudness, tempo and key),
+ * analysis_stream.c (the same for long files, block by block as they are
+ * decoded) and features_pass.c (the feature ops over the whole track,
+ * split over threads on the CPU backend). Private to engine/analysis. */
 #ifndef DX_ANALYSIS_PRIV_H
 #define DX_ANALYSIS_PRIV_H
 
@@ -65,6 +66,51 @@ dx_status dx_an_run_begin(dx_analyzer *a, dx_an_loud_job *loud, dx_an_run **out)
 /* 1 if the loudness job was handed to a helper thread. */
 int dx_an_run_loud_async(const dx_an_run *run);
 void dx_an_run_end(dx_an_run *run); /* NULL is a no-op */
+
+/* ---- analysis.c's steps, shared with the streaming path (analysis_stream.c) ---- */
+
+#define DX_AN_RESAMPLE_CHUNK 65536 /* input samples per soxr_process call */
+
+/* Checks the request and fills the fields of r every run has (from the
+ * header alone with header_only: audio->data may be NULL). DX_ERR_INVALID,
+ * DX_ERR_EMPTY, DX_ERR_TOO_LONG. */
+dx_status dx_an_run_start(dx_analyzer *a, const dx_audio *audio, int header_only, unsigned *features,
+                          dx_analysis_result *r, dx_errbuf *err);
+/* Reserves the buffers for n frames at rate sr: *olen samples of analysis
+ * signal at *y (host memory: a->y on the CPU backend, a->rs otherwise) and,
+ * when mono is not NULL, the downmix buffer (*y itself at the analysis
+ * rate). DX_ERR_EMPTY, DX_ERR_NOMEM, backend errors. */
+dx_status dx_an_prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err);
+/* Mean of the channels of n interleaved frames (ch channels) into m, in
+ * the float operations of the planar downmix (channel 0, plus each
+ * further one, times 1 / ch). */
+void dx_an_downmix(const float *b, int ch, size_t n, float *m);
+
+/* Resampling of one track's downmix (n samples at rate sr) into y[0..olen)
+ * with the analyzer's soxr: begin readies it (DX_ERR_INTERNAL); feed is
+ * given samples [base, avail) of the downmix at mono[0 ..] and makes every
+ * soxr call those allow (rs starts zeroed: read position, output position,
+ * done); once avail reaches n it flushes, zeroes what soxr leaves of y and
+ * sets rs->done. Samples before rs->pos are not read again. The calls do
+ * not depend on how the downmix arrives, so neither does y. */
+typedef struct {
+  size_t pos, opos;
+  int done;
+} dx_an_rs;
+dx_status dx_an_resample_begin(dx_analyzer *a, int sr, dx_errbuf *err);
+dx_status dx_an_resample_feed(dx_analyzer *a, const float *mono, size_t base, size_t avail, size_t n, float *y,
+                              size_t olen, dx_an_rs *rs, dx_errbuf *err);
+
+/* From the analysis signal on: progress 20, the features (dx_an_features),
+ * dx_an_run_end(run) whatever happens, then tempo and key into r. */
+dx_status dx_an_run_features(dx_analyzer *a, dx_an_run *run, const float *y, size_t n, unsigned features,
+                             dx_analysis_progress_fn progress, void *ud, dx_analysis_result *r, dx_errbuf *err);
+
+/* dx_analyzer_run_file for a file past params.stream_min_seconds: decodes
+ * the open file f (info: its header) block by block (analysis_stream.c).
+ * Statuses as dx_analyzer_run_file. */
+dx_status dx_an_run_stream(dx_analyzer *a, dx_audio_file *f, const dx_audio_info *info, unsigned features,
+                           dx_analysis_progress_fn progress, void *ud, dx_analysis_result *r, dx_errbuf *err);
 
 /* Every per-frame feature of mono y (n samples; backend memory when y is
  * a->y, else host memory) for feature groups f, reductions into r, the

@@ -10,7 +10,8 @@
  * A dx_analyzer is one worker's: it owns the backend's feature plans (FFT
  * plans, filterbanks; one per thread on the CPU), the backend buffers and
  * host buffers for the decoded file, the downmixed and the resampled
- * signal, made once and grown only when a longer track arrives. It is not thread-safe; open one per worker thread with
+ * signal, made once and grown only when a longer track arrives (files
+ * past params.stream_min_seconds are streamed and never held decoded). It is not thread-safe; open one per worker thread with
  * that worker's backend, or keep it in the backend (dx_analyzer_cached).
  * Results are plain host data. */
 #ifndef DX_ANALYSIS_H
@@ -53,6 +54,10 @@ typedef struct {
   int threads;              /* 1; >= 2 (at most 8): threads of one run: loudness on a helper beside the
                                resampling, and on the CPU backend the per-frame feature work split among
                                all of them (results do not depend on the count) */
+  double stream_min_seconds; /* 1200: dx_analyzer_run_file decodes a longer file block by block (loudness,
+                               downmix and resampling as each block arrives; the decoded channels are never
+                               held) instead of into the analyzer's buffer; same results either way.
+                               0: every file; < 0: none */
 } dx_analysis_params;
 
 void dx_analysis_default_params(dx_analysis_params *p);
@@ -123,6 +128,10 @@ dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned featur
                           void *ud, dx_analysis_result *out, dx_errbuf *err);
 
 /* Decode path (dx_audio_load, limited to max_seconds) and analyse it.
+ * A file longer than params.stream_min_seconds is streamed: memory then
+ * grows only with the analysis signal (mono at the analysis rate) and the
+ * per-frame features, not with the file's channels and rate; progress is
+ * reported while it decodes (0..20, or 0..100 for loudness alone).
  * Decoder statuses (DX_ERR_UNSUPPORTED, DX_ERR_CORRUPT, ...) pass through. */
 dx_status dx_analyzer_run_file(dx_analyzer *a, const char *path, unsigned features, dx_analysis_progress_fn progress,
                                void *ud, dx_analysis_result *out, dx_errbuf *err);
@@ -155,6 +164,23 @@ dx_status dx_loudness_measure(const dx_audio *audio, double *lufs, double *lra, 
  * least floor_peak. exhaustive = 0 interpolates only where the result can
  * change (same value as exhaustive = 1, which interpolates everything). */
 float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive);
+
+/* The same three values over a track that arrives in blocks (a file
+ * being decoded), in memory that does not grow with its length (the 100 ms
+ * sub-block sums excepted: 80 bytes a second). begin: channels (1..64) and
+ * rate of the track; DX_ERR_INVALID for bad ones, DX_ERR_NOMEM; *out is
+ * the caller's until _end or _free. add: the next frames of the track,
+ * interleaved (block[i * channels + c]), any count per call; DX_ERR_NOMEM
+ * (then _end returns it too). end: the results, as dx_loudness_measure
+ * gives for the whole track (integrated and range within rounding of the
+ * sums, true peak identical); DX_ERR_EMPTY when no frame was added; frees
+ * s whatever it returns. One thread at a time per stream. */
+typedef struct dx_loudness_stream dx_loudness_stream;
+dx_status dx_loudness_stream_begin(int channels, int samplerate, dx_loudness_stream **out, dx_errbuf *err);
+dx_status dx_loudness_stream_add(dx_loudness_stream *s, const float *block, size_t frames, dx_errbuf *err);
+dx_status dx_loudness_stream_end(dx_loudness_stream *s, double *lufs, double *lra, double *true_peak_db,
+                                 dx_errbuf *err);
+void dx_loudness_stream_free(dx_loudness_stream *s); /* drop a measurement without results; NULL is a no-op */
 
 /* Largest |x[i]| over x[0..n) (0 when n is 0; vectorised). */
 float dx_sample_peak(const float *x, size_t n);

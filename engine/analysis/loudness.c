@@ -17,8 +17,13 @@
  * interpolator (12 taps per phase); ours is a Hann-windowed sinc with each
  * phase normalised to unit gain at DC. The sample values themselves count.
  * Only stretches of the signal where an interpolated value could exceed
- * the peak found so far are interpolated (see true_peak_pruned).
- * Threading: no shared state; thread-safe. */
+ * the peak found so far are interpolated (see dx_true_peak).
+ *
+ * dx_loudness_measure takes a whole planar buffer; dx_loudness_stream_*
+ * take a track block by block (interleaved, as it is decoded) and give
+ * the same values: they share the filter step, the gating and the
+ * interpolation of a block (see "streaming" below).
+ * Threading: no shared state; thread-safe (a stream is one thread's). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +46,7 @@ static inline float maxf(float a, float b) { return a > b ? a : b; }
 typedef struct {
   float c[3][2 * TP_HALF]; /* phase p+1 (t = i + (p+1)/4), tap k weighs x[i + k - (TP_HALF - 1)] */
   double gain;             /* max over phases of sum_k |c[p][k]| */
+  double bound;            /* gain with the rounding margin: see dx_true_peak */
 } tp_filter;
 
 static void tp_filter_init(tp_filter *f) {
@@ -60,17 +66,18 @@ static void tp_filter_init(tp_filter *f) {
     }
     if (g > f->gain) f->gain = g;
   }
+  f->bound = f->gain * (1.0 + 1e-5);
 }
 
-/* Largest |interpolated x| at i + p/4 (p = 1, 2, 3) for i in [i0, i0 + nb),
- * zeros outside [0, n), folded into peak. */
-static float tp_block(const tp_filter *f, const float *x, size_t n, size_t i0, size_t nb, float peak) {
-  float buf[TP_BLOCK + 2 * TP_HALF], acc[TP_BLOCK];
-  /* buf[j] = x[i0 + j - (TP_HALF - 1)] */
-  for (size_t j = 0; j < nb + 2 * TP_HALF - 1; j++) {
-    long long idx = (long long)(i0 + j) - (TP_HALF - 1);
-    buf[j] = idx >= 0 && idx < (long long)n ? x[idx] : 0.0f;
-  }
+/* Largest |interpolated x| at i + p/4 (p = 1, 2, 3) for the nb samples
+ * of a block, folded into peak; buf holds the block with its neighbours:
+ * buf[j] = x[i0 + j - (TP_HALF - 1)] for j < nb + 2 * TP_HALF - 1 (zeros
+ * outside the signal). The whole-buffer and the streaming measurement
+ * both interpolate through here, on blocks at the same offsets, so they
+ * compute the same values. */
+static inline __attribute__((always_inline)) float tp_interp(const tp_filter *f, const float *buf, size_t nb,
+                                                               float peak) {
+  float acc[TP_BLOCK];
   for (int p = 0; p < 3; p++) {
     for (size_t j = 0; j < nb; j++) acc[j] = 0;
     for (int k = 0; k < 2 * TP_HALF; k++) {
@@ -81,6 +88,16 @@ static float tp_block(const tp_filter *f, const float *x, size_t n, size_t i0, s
     for (size_t j = 0; j < nb; j++) peak = maxf(peak, fabsf(acc[j]));
   }
   return peak;
+}
+
+/* tp_interp for i in [i0, i0 + nb) of x[0..n). */
+static float tp_block(const tp_filter *f, const float *x, size_t n, size_t i0, size_t nb, float peak) {
+  float buf[TP_BLOCK + 2 * TP_HALF];
+  for (size_t j = 0; j < nb + 2 * TP_HALF - 1; j++) {
+    long long idx = (long long)(i0 + j) - (TP_HALF - 1);
+    buf[j] = idx >= 0 && idx < (long long)n ? x[idx] : 0.0f;
+  }
+  return tp_interp(f, buf, nb, peak);
 }
 
 /* Largest |x| of x[0..n): eight lanes in two vectors (GCC vector
@@ -137,7 +154,6 @@ float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive) {
     bp[b] = dx_sample_peak(x + i0, n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK);
     peak = maxf(peak, bp[b]);
   }
-  double bound = f.gain * (1.0 + 1e-5);
   for (size_t b = 0; b < nblk; b++) {
     size_t i0 = b * TP_BLOCK, nb = n - i0 < TP_BLOCK ? n - i0 : TP_BLOCK;
     size_t lo = i0 >= TP_HALF - 1 ? i0 - (TP_HALF - 1) : 0, hi = i0 + nb + TP_HALF;
@@ -145,7 +161,7 @@ float dx_true_peak(const float *x, size_t n, float floor_peak, int exhaustive) {
     float m = bp[b];
     for (size_t i = lo; i < i0; i++) m = maxf(m, fabsf(x[i]));
     for (size_t i = i0 + nb; i < hi; i++) m = maxf(m, fabsf(x[i]));
-    if (bound * m <= peak) continue;
+    if (f.bound * m <= peak) continue;
     peak = tp_block(&f, x, n, i0, nb, peak);
   }
   free(bp);
@@ -183,10 +199,22 @@ static void kfilter_init(kfilter *k, double sr) {
 
 /* Weight of channel c of ch in the sum over channels (0: left out). */
 static double channel_weight(int c, int ch) {
+  if (ch == 1) return 1.0;
   if (ch == 4) return c < 2 ? 1.0 : 1.41;
   if (ch == 5) return c < 3 ? 1.0 : 1.41;
   static const double w[6] = {1.0, 1.0, 1.0, 0.0, 1.41, 1.41};
   return c < 6 ? w[c] : 0.0;
+}
+
+/* The channels of ch that count (at most six) into idx, their weights
+ * into w; returns how many. */
+static int weighted_channels(int ch, int idx[6], double w[6]) {
+  int nc = 0;
+  for (int c = 0; c < ch && nc < 6; c++) {
+    double wc = channel_weight(c, ch);
+    if (wc > 0) idx[nc] = c, w[nc++] = wc;
+  }
+  return nc;
 }
 
 /* K-weighting of a channel pair in four vector lanes: lanes 0-1 are the
@@ -320,14 +348,11 @@ dx_status dx_loudness_measure(const dx_audio *a, double *lufs, double *lra, doub
   if (!sub) return dx_fail(err, DX_ERR_NOMEM, "out of memory measuring loudness");
   kfilter k;
   kfilter_init(&k, a->samplerate);
-  int ch = a->channels;
-  const float *chan[64];
-  double w[64];
-  int nc = 0;
-  for (int c = 0; c < ch && nc < 64; c++) {
-    double wc = ch == 1 ? 1.0 : channel_weight(c, ch);
-    if (wc > 0) chan[nc] = a->data + (size_t)c * a->frames, w[nc++] = wc;
-  }
+  int ch = a->channels, idx[6] = {0};
+  const float *chan[6];
+  double w[6] = {0};
+  int nc = weighted_channels(ch, idx, w);
+  for (int c = 0; c < nc; c++) chan[c] = a->data + (size_t)idx[c] * a->frames;
   for (int c = 0; c < nc; c += 2)
     kweight_pair(&k, chan[c], c + 1 < nc ? chan[c + 1] : NULL, w[c], c + 1 < nc ? w[c + 1] : 0, a->frames, len,
                  a->samplerate, sub);
@@ -337,5 +362,201 @@ dx_status dx_loudness_measure(const dx_audio *a, double *lufs, double *lra, doub
   float peak = 0;
   for (int c = 0; c < ch; c++) peak = dx_true_peak(a->data + (size_t)c * a->frames, a->frames, peak, 0);
   *true_peak_db = peak > 0 ? 20.0 * log10(peak) : -INFINITY;
+  return DX_OK;
+}
+
+/* ---- streaming ---- */
+
+/* The same measurement over a track that arrives in blocks of interleaved
+ * frames. The weighted channels run through the K-weighting in groups of
+ * four lanes (one pass from the start, no halves: a stream has no second
+ * half to start early), each group carrying its filter state, the energy
+ * of the sub-block in progress and where in it the stream stands. The true
+ * peak keeps for each channel the samples not yet interpolated and the
+ * TP_HALF - 1 before them, and interpolates the same TP_BLOCK blocks (at
+ * multiples of TP_BLOCK from the start) as dx_true_peak once the TP_HALF
+ * samples after a block have arrived; a block is skipped by the same rule,
+ * against the peak of everything seen so far (every sample of a block
+ * added counts before its interpolation). */
+#define LS_GROUPS 2 /* at most six weighted channels, four lanes each */
+
+struct dx_loudness_stream {
+  kstate st[LS_GROUPS]; /* first: vector members, the struct is 64-byte aligned */
+  v4d e[LS_GROUPS];     /* energy of the sub-block in progress */
+  kfilter k;
+  tp_filter tp;
+  int ch, on;           /* on: rate of at least 8 kHz */
+  int ng, nl[LS_GROUPS], ci[LS_GROUPS][4];
+  double w[LS_GROUPS][4];
+  size_t frames, len, pos; /* frames added; sub-block length; frames into the one in progress */
+  double *sub;             /* weighted sums of the finished sub-blocks */
+  size_t nsub, cap_sub;
+  float peak;
+  float *hist;             /* channel c at hist + c * hcap; hist[0] is sample tp_next - (TP_HALF - 1) */
+  size_t hcap, hhave, tp_next;
+  dx_status fail;          /* a failed _add: _end returns it */
+};
+
+/* K-weight the n frames of interleaved block b (ch channels) in lanes
+ * ci[0..nl) (the unused lanes repeat ci[0]); finished sub-blocks add their
+ * weighted sums into sub[k], sub[k + 1], ... Returns the new position in
+ * the sub-block. */
+DX_HOT static size_t kweight_group(const kfilter *k, kstate *st, v4d *e, const float *b, int ch, const int *ci,
+                                   const double *w, int nl, size_t n, size_t len, size_t pos, double *sub) {
+  size_t i = 0;
+  v4d acc = *e;
+  while (i < n) {
+    size_t run = len - pos < n - i ? len - pos : n - i;
+    for (size_t j = i; j < i + run; j++) {
+      const float *f = b + j * (size_t)ch;
+      v4d y = kstep(k, st, (v4d){f[ci[0]], f[ci[1]], f[ci[2]], f[ci[3]]});
+      acc += y * y;
+    }
+    i += run;
+    pos += run;
+    if (pos == len) {
+      double s = 0;
+      for (int l = 0; l < nl; l++) s += w[l] * acc[l];
+      *sub++ += s;
+      acc = (v4d){0, 0, 0, 0};
+      kstate_flush(st);
+      pos = 0;
+    }
+  }
+  *e = acc;
+  return pos;
+}
+
+dx_status dx_loudness_stream_begin(int channels, int samplerate, dx_loudness_stream **out, dx_errbuf *err) {
+  *out = NULL;
+  if (channels < 1 || channels > 64 || samplerate < 1)
+    return dx_fail(err, DX_ERR_INVALID, "no audio to measure (%d channels at %d Hz)", channels, samplerate);
+  size_t bytes = (sizeof(dx_loudness_stream) + 63) / 64 * 64;
+  dx_loudness_stream *s = aligned_alloc(64, bytes);
+  if (!s) return dx_fail(err, DX_ERR_NOMEM, "out of memory measuring loudness");
+  memset(s, 0, bytes);
+  s->ch = channels;
+  s->on = samplerate >= 8000; /* as dx_loudness_measure: no K-weighting below 8 kHz */
+  s->len = ((size_t)samplerate + 5) / 10;
+  kfilter_init(&s->k, samplerate);
+  tp_filter_init(&s->tp);
+  int idx[6] = {0};
+  double w[6] = {0};
+  int nc = weighted_channels(channels, idx, w);
+  for (int c = 0; c < nc; c++) {
+    int g = c / 4, l = c % 4;
+    s->ci[g][l] = idx[c];
+    s->w[g][l] = w[c];
+    s->nl[g] = l + 1;
+    s->ng = g + 1;
+  }
+  for (int g = 0; g < s->ng; g++)
+    for (int l = s->nl[g]; l < 4; l++) s->ci[g][l] = s->ci[g][0];
+  s->hhave = TP_HALF - 1; /* the zeros before the first sample */
+  *out = s;
+  return DX_OK;
+}
+
+void dx_loudness_stream_free(dx_loudness_stream *s) {
+  if (!s) return;
+  free(s->sub);
+  free(s->hist);
+  free(s);
+}
+
+/* Room for n more samples (and the TP_HALF zeros at the end) per channel. */
+static int hist_reserve(dx_loudness_stream *s, size_t n) {
+  if (s->hhave + n + TP_HALF <= s->hcap) return 0;
+  size_t cap = s->hhave + n + 2 * TP_BLOCK + 4 * TP_HALF;
+  float *h = calloc(cap * (size_t)s->ch, sizeof *h);
+  if (!h) return -1;
+  for (int c = 0; s->hist && c < s->ch; c++)
+    memcpy(h + (size_t)c * cap, s->hist + (size_t)c * s->hcap, s->hhave * sizeof *h);
+  free(s->hist);
+  s->hist = h;
+  s->hcap = cap;
+  return 0;
+}
+
+/* Interpolate every block whose samples and TP_HALF samples after it (or
+ * the end of the track, with final) are there, then drop what no later
+ * block reads. */
+static void tp_stream_blocks(dx_loudness_stream *s, int final) {
+  size_t known = s->tp_next + s->hhave - (TP_HALF - 1), o = 0; /* samples of the track seen */
+  if (final)
+    for (int c = 0; c < s->ch; c++) memset(s->hist + (size_t)c * s->hcap + s->hhave, 0, TP_HALF * sizeof(float));
+  for (;;) {
+    size_t nb = known - s->tp_next < TP_BLOCK ? known - s->tp_next : TP_BLOCK;
+    if (final ? nb == 0 : s->tp_next + TP_BLOCK + TP_HALF > known) break;
+    for (int c = 0; c < s->ch; c++) {
+      const float *buf = s->hist + (size_t)c * s->hcap + o;
+      float m = dx_sample_peak(buf, nb + 2 * TP_HALF - 1);
+      if (s->tp.bound * m > s->peak) s->peak = tp_interp(&s->tp, buf, nb, s->peak);
+    }
+    s->tp_next += nb;
+    o += nb;
+  }
+  if (!o) return;
+  s->hhave -= o;
+  for (int c = 0; c < s->ch; c++) {
+    float *h = s->hist + (size_t)c * s->hcap;
+    memmove(h, h + o, s->hhave * sizeof *h);
+  }
+}
+
+dx_status dx_loudness_stream_add(dx_loudness_stream *s, const float *block, size_t frames, dx_errbuf *err) {
+  if (s->fail != DX_OK) return dx_fail(err, s->fail, "loudness measurement failed before");
+  s->frames += frames;
+  if (!s->on || !frames) return DX_OK;
+  /* sub-blocks */
+  size_t need = s->nsub + frames / s->len + 1;
+  if (need > s->cap_sub) {
+    size_t cap = need > 2 * s->cap_sub ? need : 2 * s->cap_sub;
+    double *sub = realloc(s->sub, cap * sizeof *sub);
+    if (!sub) return dx_fail(err, s->fail = DX_ERR_NOMEM, "out of memory measuring loudness");
+    memset(sub + s->cap_sub, 0, (cap - s->cap_sub) * sizeof *sub);
+    s->sub = sub;
+    s->cap_sub = cap;
+  }
+  size_t pos = s->pos;
+  for (int g = 0; g < s->ng; g++)
+    pos = kweight_group(&s->k, &s->st[g], &s->e[g], block, s->ch, s->ci[g], s->w[g], s->nl[g], frames, s->len, s->pos,
+                        s->sub + s->nsub);
+  s->nsub += (s->pos + frames) / s->len;
+  s->pos = pos;
+  /* true peak: the samples themselves, then the blocks they complete */
+  s->peak = maxf(s->peak, dx_sample_peak(block, frames * (size_t)s->ch));
+  if (hist_reserve(s, frames)) return dx_fail(err, s->fail = DX_ERR_NOMEM, "out of memory measuring true peak");
+  for (int c = 0; c < s->ch; c++) {
+    float *h = s->hist + (size_t)c * s->hcap + s->hhave;
+    for (size_t i = 0; i < frames; i++) h[i] = block[i * (size_t)s->ch + c];
+  }
+  s->hhave += frames;
+  tp_stream_blocks(s, 0);
+  return DX_OK;
+}
+
+dx_status dx_loudness_stream_end(dx_loudness_stream *s, double *lufs, double *lra, double *true_peak_db,
+                                 dx_errbuf *err) {
+  *lufs = *lra = *true_peak_db = -INFINITY;
+  if (!s) return dx_fail(err, DX_ERR_INVALID, "no loudness measurement");
+  dx_status st = s->fail;
+  if (st != DX_OK) st = dx_fail(err, st, "out of memory measuring loudness");
+  else if (!s->frames) st = dx_fail(err, DX_ERR_EMPTY, "audio has no samples");
+  if (st != DX_OK || !s->on) {
+    dx_loudness_stream_free(s);
+    return st;
+  }
+  if (hist_reserve(s, 0)) st = DX_ERR_NOMEM;
+  if (st == DX_OK) {
+    tp_stream_blocks(s, 1);
+    *true_peak_db = s->peak > 0 ? 20.0 * log10(s->peak) : -INFINITY;
+    st = gate(s->sub, s->nsub, s->len, lufs, lra);
+  }
+  dx_loudness_stream_free(s);
+  if (st != DX_OK) {
+    *lufs = *lra = *true_peak_db = -INFINITY;
+    return dx_fail(err, st, "out of memory measuring loudness range");
+  }
   return DX_OK;
 }

@@ -82,6 +82,7 @@ static dx_status decode_all(SNDFILE *sf, const SF_INFO *si, dx_audio *out, size_
     return DX_ERR_NOMEM;
   }
   float *planar = NULL;
+  dx_audio hdr = {NULL, si->channels, si->samplerate, frames}; /* what fn sees when nothing is kept */
   if (out) {
     size_t need = (frames ? frames : 1) * ch;
     if (!out->data || *cap < need) {
@@ -117,7 +118,7 @@ static dx_status decode_all(SNDFILE *sf, const SF_INFO *si, dx_audio *out, size_
           for (size_t c = 0; c < ch; c++) planar[c * frames + got + i] = block[i * ch + c];
       }
     }
-    if (fn && (s = fn(ud, out, block, got, take)) != DX_OK) break;
+    if (fn && (s = fn(ud, out ? out : &hdr, block, got, take)) != DX_OK) break;
     got += take;
     if (got >= frames) break;
   }
@@ -187,20 +188,58 @@ dx_status dx_audio_probe(const char *path, dx_audio_info *info, dx_errbuf *err) 
   return s;
 }
 
-dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
-                          void *ud, dx_errbuf *err) {
+struct dx_audio_file {
   SNDFILE *sf;
   SF_INFO si;
+  int decoded;
+};
+
+dx_status dx_audio_file_open(const char *path, double max_seconds, dx_audio_file **out, dx_audio_info *info,
+                             dx_errbuf *err) {
+  *out = NULL;
+  dx_audio_file *f = calloc(1, sizeof *f);
+  if (!f) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
+  dx_status s = dx_audio_open_path(path, &f->sf, &f->si, err);
+  if (s != DX_OK) {
+    free(f);
+    return s;
+  }
+  s = dx_audio_check_info(&f->si, info, err);
+  if (s == DX_OK && max_seconds > 0 && (double)f->si.frames / f->si.samplerate > max_seconds)
+    s = dx_fail(err, DX_ERR_TOO_LONG, "audio is %.0f s long, the limit is %.0f s",
+                (double)f->si.frames / f->si.samplerate, max_seconds);
+  if (s != DX_OK) {
+    dx_audio_file_close(f);
+    return s;
+  }
+  *out = f;
+  return DX_OK;
+}
+
+dx_status dx_audio_file_decode(dx_audio_file *f, dx_audio *out, size_t *cap, dx_audio_block_fn fn, void *ud,
+                               dx_errbuf *err) {
+  if (out) out->frames = 0;
+  if (f->decoded) return dx_fail(err, DX_ERR_INVALID, "the file was decoded already");
+  f->decoded = 1;
+  dx_status s = decode_all(f->sf, &f->si, out, cap, fn, ud, err);
+  if (s != DX_OK && out) out->frames = 0;
+  return s;
+}
+
+void dx_audio_file_close(dx_audio_file *f) {
+  if (!f) return;
+  sf_close(f->sf);
+  free(f);
+}
+
+dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
+                          void *ud, dx_errbuf *err) {
+  dx_audio_file *f;
   out->frames = 0;
-  dx_status s = dx_audio_open_path(path, &sf, &si, err);
+  dx_status s = dx_audio_file_open(path, max_seconds, &f, NULL, err);
   if (s != DX_OK) return s;
-  s = dx_audio_check_info(&si, NULL, err);
-  if (s == DX_OK && max_seconds > 0 && (double)si.frames / si.samplerate > max_seconds)
-    s = dx_fail(err, DX_ERR_TOO_LONG, "audio is %.0f s long, the limit is %.0f s", (double)si.frames / si.samplerate,
-                max_seconds);
-  if (s == DX_OK) s = decode_all(sf, &si, out, cap, fn, ud, err);
-  sf_close(sf);
-  if (s != DX_OK) out->frames = 0;
+  s = dx_audio_file_decode(f, out, cap, fn, ud, err);
+  dx_audio_file_close(f);
   return s;
 }
 

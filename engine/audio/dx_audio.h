@@ -43,7 +43,8 @@ void dx_audio_free(dx_audio *a); /* NULL and zeroed structs are fine */
 /* Called by dx_audio_decode for each decoded block while it is still in
  * cache: n frames starting at frame0, interleaved (block[i * channels + c]);
  * a (channels, samplerate, frames set before the first call) is the audio
- * being filled. A non-OK return stops decoding with that status. */
+ * being filled (data NULL when the samples are not kept, see
+ * dx_audio_file_decode). A non-OK return stops decoding with that status. */
 typedef dx_status (*dx_audio_block_fn)(void *ud, const dx_audio *a, const float *block, size_t frame0, size_t n);
 
 /* dx_audio_load into a buffer kept between calls: out->data is reused when
@@ -54,6 +55,22 @@ typedef dx_status (*dx_audio_block_fn)(void *ud, const dx_audio *a, const float 
  * Statuses as dx_audio_load, or fn's (fn writes its own details). */
 dx_status dx_audio_decode(const char *path, double max_seconds, dx_audio *out, size_t *cap, dx_audio_block_fn fn,
                           void *ud, dx_errbuf *err);
+
+/* dx_audio_decode in two steps, for a caller that decides from the header
+ * how to take the samples. open: the checks of dx_audio_decode up to the
+ * header (DX_ERR_TOO_LONG past max_seconds when > 0, ...); fills info;
+ * *out owns the open file until dx_audio_file_close. decode (once per
+ * open): as dx_audio_decode; with out NULL the samples are not kept and
+ * only fn sees them (cap unused), in a block buffer of fixed size, so a
+ * file of any length decodes in bounded memory, with the same checks
+ * (DX_ERR_CORRUPT for a damaged file or one that stops short of its
+ * header's length, after fn has seen what could be decoded). */
+typedef struct dx_audio_file dx_audio_file;
+dx_status dx_audio_file_open(const char *path, double max_seconds, dx_audio_file **out, dx_audio_info *info,
+                             dx_errbuf *err);
+dx_status dx_audio_file_decode(dx_audio_file *f, dx_audio *out, size_t *cap, dx_audio_block_fn fn, void *ud,
+                               dx_errbuf *err);
+void dx_audio_file_close(dx_audio_file *f); /* NULL is a no-op */
 
 /* Resample every channel to rate with soxr's high quality recipe; a copy
  * when the rate is already right. out is a new dx_audio. */

@@ -4,8 +4,11 @@
 #include "dx_util.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int dx_test_failures;
 
@@ -85,4 +88,39 @@ void dx_test_dump(const char *name, const float *x, size_t n) {
   fwrite(x, sizeof(float), n, f);
   fclose(f);
   fprintf(stderr, "  wrote %s\n", path);
+}
+
+static long vm_hwm_kib(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long v = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %ld kB", &v) == 1) break;
+  fclose(f);
+  return v;
+}
+
+long dx_test_child_peak_kib(int (*fn)(void *ctx), void *ctx) {
+  int fd[2];
+  if (pipe(fd)) return -1;
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fd[0]);
+    close(fd[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(fd[0]);
+    long v = fn(ctx) == 0 ? vm_hwm_kib() : -1;
+    if (write(fd[1], &v, sizeof v) != sizeof v) _exit(1);
+    _exit(0);
+  }
+  close(fd[1]);
+  long v = -1;
+  if (read(fd[0], &v, sizeof v) != sizeof v) v = -1;
+  close(fd[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  return v;
 }

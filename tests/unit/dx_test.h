@@ -28,6 +28,11 @@ extern int dx_test_failures; /* failures inside the current test */
 
 int dx_test_run(const dx_test_case *cases, size_t n, int argc, char **argv);
 
+/* Run fn(ctx) in a forked child and return the child's peak resident
+ * memory (VmHWM, KiB) when fn returned 0, else -1: memory tests measure a
+ * fresh process, untouched by what the test program did before. */
+long dx_test_child_peak_kib(int (*fn)(void *ctx), void *ctx);
+
 /* Exit code of a test program that cannot run on this host at all (the
  * GPU tier without a GPU): ctest reports the test as Skipped. */
 #define DX_TEST_SKIPPED 77

@@ -6,8 +6,9 @@
  * with awkward phases, -0.4/+0.2 dB; faded in and out); the same integrated loudness as
  * libebur128 on music-like audio at 44.1 kHz (also where the track's two
  * halves meet); channel weights (LFE left
- * out, surrounds x1.41); and the pruned true peak equal to the exhaustive
- * one on several signals. */
+ * out, surrounds x1.41); the pruned true peak equal to the exhaustive
+ * one on several signals; and the streaming measurement equal to the
+ * whole-buffer one whatever the block size. */
 #include <ebur128.h>
 #include <math.h>
 #include <stdlib.h>
@@ -205,6 +206,92 @@ DX_TEST(pruned_true_peak_equals_exhaustive) {
   free(isp);
 }
 
+/* dx_loudness_stream_* fed in blocks of bs frames (bs 0: sizes that vary
+ * from 1 to 5,000) against dx_loudness_measure on the same planar audio. */
+static void check_stream(const char *what, const dx_audio *a, size_t bs) {
+  double l0, r0, t0, l1 = 0, r1 = 0, t1 = 0;
+  dx_errbuf err = {{0}};
+  CHECK(dx_loudness_measure(a, &l0, &r0, &t0, &err) == DX_OK);
+  size_t ch = (size_t)a->channels, n = a->frames;
+  float *il = malloc(ch * n * sizeof *il);
+  for (size_t i = 0; i < n; i++)
+    for (size_t c = 0; c < ch; c++) il[i * ch + c] = a->data[c * n + i];
+  dx_loudness_stream *s = NULL;
+  CHECK(dx_loudness_stream_begin(a->channels, a->samplerate, &s, &err) == DX_OK);
+  synth_rng rng = {7};
+  for (size_t i = 0; s && i < n;) {
+    size_t k = bs ? bs : 1 + (size_t)((synth_noise(&rng) + 1.0f) * 2499.5f);
+    if (k > n - i) k = n - i;
+    CHECK(dx_loudness_stream_add(s, il + i * ch, k, &err) == DX_OK);
+    i += k;
+  }
+  CHECK(s && dx_loudness_stream_end(s, &l1, &r1, &t1, &err) == DX_OK);
+  CHECK_MSG(fabs(l1 - l0) <= 1e-6 || l1 == l0, "%s, blocks of %zu: %.9f LUFS streamed vs %.9f", what, bs, l1, l0);
+  CHECK_MSG(fabs(r1 - r0) <= 1e-6 || r1 == r0, "%s, blocks of %zu: range %.9f LU streamed vs %.9f", what, bs, r1, r0);
+  CHECK_MSG(t1 == t0, "%s, blocks of %zu: true peak %.9f dBTP streamed vs %.9f", what, bs, t1, t0);
+  free(il);
+}
+
+DX_TEST(stream_equals_whole_buffer) {
+  /* lengths that are no multiple of a block or of 100 ms */
+  size_t n = 0;
+  float *m = synth_music(20.37, 44100, &n);
+  float *st = malloc(2 * n * sizeof *st);
+  for (size_t i = 0; i < n; i++) { /* louder towards the end: a range of a few LU */
+    float g = (float)(0.3 + 0.5 * i / n);
+    st[i] = g * m[i];
+    st[n + i] = 0.6f * g * m[i] + 0.02f * (float)sin(0.003 * i);
+  }
+  dx_audio stereo = {.data = st, .channels = 2, .samplerate = 44100, .frames = n};
+  size_t nm = (size_t)(7.31 * SR);
+  float *mono = malloc(nm * sizeof *mono);
+  synth_rng rng = {3};
+  for (size_t i = 0; i < nm; i++) mono[i] = 0.2f * synth_noise(&rng) * (i < nm / 3 ? 0.1f : 1.0f);
+  dx_audio mo = {.data = mono, .channels = 1, .samplerate = SR, .frames = nm};
+  /* 5.1: a loud LFE (left out), surrounds weighted 1.41 */
+  size_t n6 = (size_t)(6.05 * SR);
+  float *s6 = malloc(6 * n6 * sizeof *s6);
+  for (size_t i = 0; i < n6; i++)
+    for (int c = 0; c < 6; c++)
+      s6[c * n6 + i] = (c == 3 ? 0.8f : 0.1f + 0.03f * c) * (float)sin(2 * M_PI * (220.0 * (c + 1)) * i / SR) +
+                       0.05f * synth_noise(&rng);
+  dx_audio surround = {.data = s6, .channels = 6, .samplerate = SR, .frames = n6};
+  /* fs/4 at 45 degrees: the samples reach 0.71 of the true peak, which lies between them */
+  size_t ns = (size_t)(5.013 * SR);
+  float *sine = malloc(2 * ns * sizeof *sine);
+  for (size_t i = 0; i < ns; i++) {
+    float g = i < SR / 100 ? (float)(0.5 - 0.5 * cos(M_PI * i / (SR / 100))) : 1.0f;
+    sine[i] = sine[ns + i] = g * 0.8f * (float)sin(2 * M_PI * 0.25 * i + M_PI / 4);
+  }
+  dx_audio isp = {.data = sine, .channels = 2, .samplerate = SR, .frames = ns};
+  static const size_t bs[] = {1000, 4096, 65536, 0};
+  for (int b = 0; b < 4; b++) {
+    check_stream("stereo music", &stereo, bs[b]);
+    check_stream("mono noise", &mo, bs[b]);
+    check_stream("5.1", &surround, bs[b]);
+    check_stream("inter-sample peak", &isp, bs[b]);
+  }
+  double l, r, tp;
+  dx_errbuf err = {{0}};
+  CHECK(dx_loudness_measure(&isp, &l, &r, &tp, &err) == DX_OK);
+  CHECK(tp > 20 * log10(0.8 * 0.75)); /* well above the samples' -4.9 dBFS */
+  /* short audio (under one 400 ms block), a rate below 8 kHz, no frames */
+  dx_audio tiny = {.data = mono, .channels = 1, .samplerate = SR, .frames = 777};
+  check_stream("tiny", &tiny, 100);
+  dx_loudness_stream *s = NULL;
+  CHECK(dx_loudness_stream_begin(1, 4000, &s, &err) == DX_OK);
+  CHECK(s && dx_loudness_stream_add(s, mono, 4000, &err) == DX_OK);
+  CHECK(s && dx_loudness_stream_end(s, &l, &r, &tp, &err) == DX_OK && isinf(l) && isinf(tp));
+  CHECK(dx_loudness_stream_begin(2, SR, &s, &err) == DX_OK);
+  CHECK(s && dx_loudness_stream_end(s, &l, &r, &tp, &err) == DX_ERR_EMPTY);
+  CHECK(dx_loudness_stream_begin(0, SR, &s, &err) == DX_ERR_INVALID && !s);
+  free(m);
+  free(st);
+  free(mono);
+  free(s6);
+  free(sine);
+}
+
 DX_TEST_MAIN(DX_T(tech3341_integrated_cases_1_to_5), DX_T(tech3342_range_cases_1_to_4),
              DX_T(tech3341_true_peak_cases_15_to_19), DX_T(integrated_matches_libebur128_at_44k), DX_T(halves_match_one_pass), DX_T(channel_weights),
-             DX_T(pruned_true_peak_equals_exhaustive))
+             DX_T(pruned_true_peak_equals_exhaustive), DX_T(stream_equals_whole_buffer))

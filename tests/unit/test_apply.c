@@ -476,42 +476,20 @@ static dx_status cheap_forward(void *user, int worker, const float *in, size_t l
   return DX_OK;
 }
 
-static long vm_hwm_kib(void) {
-  FILE *f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  long v = -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmHWM: %ld kB", &v) == 1) break;
-  fclose(f);
-  return v;
+/* A child that streams `seconds` of audio through the procedure. */
+static int stream_seconds(void *ctx) {
+  double seconds = *(const double *)ctx;
+  dx_apply_model m = {S, C, SR, 1.0, 0, NULL, cheap_forward, NULL};
+  dx_apply_params p = dx_apply_default_params();
+  p.shifts = 2;
+  p.jobs = 2;
+  synth_io s = {(size_t)(seconds * SR), 0};
+  dx_apply_io io = {s.L, syn_read, &s, syn_write, &s};
+  return dx_apply_stream(&m, 1, NULL, &io, &p, NULL) == DX_OK && isfinite(s.sum) ? 0 : -1;
 }
 
 /* Peak resident memory (KiB) of a child that streams `seconds` of audio. */
-static long child_peak(double seconds) {
-  int fd[2];
-  if (pipe(fd)) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(fd[0]);
-    dx_apply_model m = {S, C, SR, 1.0, 0, NULL, cheap_forward, NULL};
-    dx_apply_params p = dx_apply_default_params();
-    p.shifts = 2;
-    p.jobs = 2;
-    synth_io s = {(size_t)(seconds * SR), 0};
-    dx_apply_io io = {s.L, syn_read, &s, syn_write, &s};
-    long v = dx_apply_stream(&m, 1, NULL, &io, &p, NULL) == DX_OK && isfinite(s.sum) ? vm_hwm_kib() : -1;
-    if (write(fd[1], &v, sizeof v) != sizeof v) _exit(1);
-    _exit(0);
-  }
-  close(fd[1]);
-  long v = -1;
-  if (read(fd[0], &v, sizeof v) != sizeof v) v = -1;
-  close(fd[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  return v;
-}
+static long child_peak(double seconds) { return dx_test_child_peak_kib(stream_seconds, &seconds); }
 
 DX_TEST(stream_memory_does_not_grow_with_length) {
   long short_run = child_peak(120), long_run = child_peak(600);
