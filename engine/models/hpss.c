@@ -39,31 +39,38 @@ static long reflect(long i, long n) {
   return i < n ? i : period - 1 - i;
 }
 
-/* k-th smallest of v[0..n) (reorders v). */
-static float select_kth(float *v, int n, int k) {
-  int lo = 0, hi = n - 1;
-  while (lo < hi) {
-    float pivot = v[(lo + hi) / 2];
-    int i = lo, j = hi;
-    while (i <= j) {
-      while (v[i] < pivot) i++;
-      while (v[j] > pivot) j--;
-      if (i <= j) {
-        float t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-        i++;
-        j--;
-      }
-    }
-    if (k <= j)
-      hi = j;
-    else if (k >= i)
-      lo = i;
-    else
-      return v[k];
+/* Running medians (scipy.ndimage.median_filter's value: the middle of the
+ * sorted window) keep the window sorted: each step takes the leaving value
+ * out and puts the entering one in with one shift between their places, a
+ * few moves instead of a selection over the whole window. The median of a
+ * window is the same value however it is found. */
+
+/* v[0..w) = the window's values, sorted (insertion sort: w is small). */
+static void win_sort(float *v, int w) {
+  for (int i = 1; i < w; i++) {
+    float x = v[i];
+    int j = i;
+    for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+    v[j] = x;
   }
-  return v[k];
+}
+
+/* Replace one occurrence of `out` in the sorted v[0..w) by `in`. */
+static void win_replace(float *v, int w, float out, float in) {
+  int lo = 0, hi = w - 1; /* first index with v[i] >= out; v holds out */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (v[mid] < out)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  int i = lo;
+  if (in > out)
+    for (; i + 1 < w && v[i + 1] < in; i++) v[i] = v[i + 1];
+  else
+    for (; i > 0 && v[i - 1] > in; i--) v[i] = v[i - 1];
+  v[i] = in;
 }
 
 typedef struct {
@@ -197,11 +204,12 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
   float *mag = malloc((size_t)ext_max * bins * sizeof *mag);
   int wmax = p->win_harm > p->win_perc ? p->win_harm : p->win_perc;
   float *tmp = malloc((size_t)wmax * sizeof *tmp);
+  float *harm = malloc((size_t)BLOCK_FRAMES * bins * sizeof *harm); /* [frame][bin] medians along time */
   float *xin = malloc(span * C * sizeof *xin);
   o.h = calloc(o.R * C, sizeof *o.h);
   o.stage = malloc((size_t)STAGE * 2 * C * sizeof *o.stage);
   o.mixb = malloc((size_t)STAGE * C * sizeof *o.mixb);
-  if (st != DX_OK || !spec || !mag || !tmp || !xin || !o.h || !o.stage || !o.mixb) {
+  if (st != DX_OK || !spec || !mag || !tmp || !harm || !xin || !o.h || !o.stage || !o.mixb) {
     st = dx_fail(err, DX_ERR_NOMEM, "out of memory for hpss");
     goto done;
   }
@@ -226,15 +234,28 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
         float *m = mag + (size_t)(f - e0) * bins;
         for (int k = 0; k < bins; k++) m[k] = hypotf(d[k][0], d[k][1]);
       }
+      /* harmonic: for each bin, the median over win_harm frames around
+       * each frame of the block (reflected at the track's ends) */
+      for (int k = 0; k < bins; k++) {
+        for (long j = -hh; j <= hh; j++) tmp[j + hh] = mag[(size_t)(reflect(f0 + j, nF) - e0) * bins + k];
+        win_sort(tmp, p->win_harm);
+        for (long f = f0; f < f1; f++) {
+          if (f > f0)
+            win_replace(tmp, p->win_harm, mag[(size_t)(reflect(f - 1 - hh, nF) - e0) * bins + k],
+                        mag[(size_t)(reflect(f + hh, nF) - e0) * bins + k]);
+          harm[(size_t)(f - f0) * bins + k] = tmp[hh];
+        }
+      }
       for (long f = f0; f < f1; f++) {
         const float *m = mag + (size_t)(f - e0) * bins;
         const fftwf_complex *d = spec + (size_t)(f - e0) * bins;
+        /* percussive: the median over win_perc bins around each bin
+         * (reflected at both ends of the spectrum) */
+        for (long j = -hp; j <= hp; j++) tmp[j + hp] = m[reflect(j, bins)];
+        win_sort(tmp, p->win_perc);
         for (int k = 0; k < bins; k++) {
-          for (long j = -hh; j <= hh; j++) tmp[j + hh] = mag[(size_t)(reflect(f + j, nF) - e0) * bins + k];
-          float H = select_kth(tmp, p->win_harm, (int)hh);
-          for (long j = -hp; j <= hp; j++) tmp[j + hp] = m[reflect(k + j, bins)];
-          float P = select_kth(tmp, p->win_perc, (int)hp);
-          float mk = softmask(H, P, p->power);
+          if (k > 0) win_replace(tmp, p->win_perc, m[reflect(k - 1 - hp, bins)], m[reflect(k + hp, bins)]);
+          float mk = softmask(harm[(size_t)(f - f0) * bins + k], tmp[hp], p->power);
           s.spec[k][0] = d[k][0] * mk;
           s.spec[k][1] = d[k][1] * mk;
         }
@@ -258,6 +279,7 @@ done:
   fftwf_free(spec);
   free(mag);
   free(tmp);
+  free(harm);
   free(xin);
   free(o.h);
   free(o.stage);
