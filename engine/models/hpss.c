@@ -7,15 +7,20 @@
  * block and one n_fft long, and the samples no later frame reaches are
  * normalised and written (harmonic, and percussive = mix - harmonic).
  * Same operations in the same order as over the whole track.
- * Threading: any thread; FFTW plans are made and destroyed under dx_fftw_planner_lock. */
+ * Threading: any thread. The channels of a block run side by side on
+ * threads of their own (one per channel up to the online cores), each with
+ * its own FFT plans and buffers; FFTW plans are made and destroyed under
+ * dx_fftw_planner_lock. */
 #include "dx_hpss.h"
 #include "dx_fftw_lock.h"
 
 #include <fftw3.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BLOCK_FRAMES 256
 
@@ -182,6 +187,101 @@ static dx_status hpss_flush(hpss_out *o, size_t upto, dx_errbuf *err) {
   return DX_OK;
 }
 
+/* One channel's work space for a block: its own FFT plans and buffers, so
+ * the channels of a block can run on separate threads. */
+typedef struct {
+  fft_state s;
+  fftwf_complex *spec; /* [ext_max][bins] */
+  float *mag;          /* [ext_max][bins] */
+  float *tmp;          /* a median window */
+  float *harm;         /* [BLOCK_FRAMES][bins] medians along time */
+} hpss_lane;
+
+static void lane_free(hpss_lane *ln) {
+  fft_free(&ln->s);
+  fftwf_free(ln->spec);
+  free(ln->mag);
+  free(ln->tmp);
+  free(ln->harm);
+}
+
+static dx_status lane_init(hpss_lane *ln, const dx_hpss_params *p, long ext_max) {
+  memset(ln, 0, sizeof *ln);
+  dx_status st = fft_init(&ln->s, p->n_fft, p->hop);
+  const int bins = ln->s.bins, wmax = p->win_harm > p->win_perc ? p->win_harm : p->win_perc;
+  ln->spec = fftwf_malloc((size_t)ext_max * bins * sizeof *ln->spec);
+  ln->mag = malloc((size_t)ext_max * bins * sizeof *ln->mag);
+  ln->tmp = malloc((size_t)wmax * sizeof *ln->tmp);
+  ln->harm = malloc((size_t)BLOCK_FRAMES * bins * sizeof *ln->harm);
+  return st == DX_OK && ln->spec && ln->mag && ln->tmp && ln->harm ? DX_OK : DX_ERR_NOMEM;
+}
+
+/* One channel of frames [f0, f1): x holds its samples from x0 (with the
+ * halo of frames e0..e1), the inverse frames are added into h (ring of R). */
+typedef struct {
+  const dx_hpss_params *p;
+  hpss_lane *ln;
+  const float *x;
+  float *h;
+  long f0, f1, e0, e1, x0, nF;
+  size_t length, R;
+} lane_job;
+
+static void lane_block(const lane_job *j) {
+  const dx_hpss_params *p = j->p;
+  hpss_lane *ln = j->ln;
+  fft_state *s = &ln->s;
+  const int bins = s->bins;
+  const long hh = p->win_harm / 2, hp = p->win_perc / 2, half = p->n_fft / 2, f0 = j->f0, e0 = j->e0, nF = j->nF;
+  const float inv_n = 1.0f / (float)p->n_fft;
+  float *tmp = ln->tmp, *mag = ln->mag, *harm = ln->harm;
+  for (long f = e0; f < j->e1; f++) {
+    fftwf_complex *d = ln->spec + (size_t)(f - e0) * bins;
+    stft_frame(s, j->x, j->x0, j->length, f, d);
+    float *m = mag + (size_t)(f - e0) * bins;
+    for (int k = 0; k < bins; k++) m[k] = hypotf(d[k][0], d[k][1]);
+  }
+  /* harmonic: for each bin, the median over win_harm frames around each
+   * frame of the block (reflected at the track's ends) */
+  for (int k = 0; k < bins; k++) {
+    for (long i = -hh; i <= hh; i++) tmp[i + hh] = mag[(size_t)(reflect(f0 + i, nF) - e0) * bins + k];
+    win_sort(tmp, p->win_harm);
+    for (long f = f0; f < j->f1; f++) {
+      if (f > f0)
+        win_replace(tmp, p->win_harm, mag[(size_t)(reflect(f - 1 - hh, nF) - e0) * bins + k],
+                    mag[(size_t)(reflect(f + hh, nF) - e0) * bins + k]);
+      harm[(size_t)(f - f0) * bins + k] = tmp[hh];
+    }
+  }
+  for (long f = f0; f < j->f1; f++) {
+    const float *m = mag + (size_t)(f - e0) * bins;
+    const fftwf_complex *d = ln->spec + (size_t)(f - e0) * bins;
+    /* percussive: the median over win_perc bins around each bin (reflected
+     * at both ends of the spectrum) */
+    for (long i = -hp; i <= hp; i++) tmp[i + hp] = m[reflect(i, bins)];
+    win_sort(tmp, p->win_perc);
+    for (int k = 0; k < bins; k++) {
+      if (k > 0) win_replace(tmp, p->win_perc, m[reflect(k - 1 - hp, bins)], m[reflect(k + hp, bins)]);
+      float mk = softmask(harm[(size_t)(f - f0) * bins + k], tmp[hp], p->power);
+      s->spec[k][0] = d[k][0] * mk;
+      s->spec[k][1] = d[k][1] * mk;
+    }
+    fftwf_execute(s->inv);
+    long start = f * p->hop - half;
+    for (int i = 0; i < p->n_fft; i++) {
+      long t = start + i;
+      if (t >= 0 && t < (long)j->length) j->h[(size_t)t % j->R] += s->frame[i] * inv_n * s->win[i];
+    }
+  }
+}
+
+static void *lane_thread(void *arg) {
+  lane_block(arg);
+  return NULL;
+}
+
+#define MAX_LANES 8
+
 dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_params *p, dx_errbuf *err) {
   if (!io || !io->read || !io->write || !p || channels < 1) return dx_fail(err, DX_ERR_INVALID, "missing argument");
   const size_t length = io->length;
@@ -189,32 +289,32 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
   if (p->n_fft < 16 || (p->n_fft & 1) || p->hop < 1 || p->hop > p->n_fft || p->win_harm < 1 || !(p->win_harm & 1) ||
       p->win_perc < 1 || !(p->win_perc & 1) || !(p->power > 0))
     return dx_fail(err, DX_ERR_INVALID, "bad hpss parameters");
-  fft_state s;
-  dx_status st = fft_init(&s, p->n_fft, p->hop);
-  const long nF = 1 + (long)(length / (size_t)p->hop), hh = p->win_harm / 2, hp = p->win_perc / 2;
+  const long nF = 1 + (long)(length / (size_t)p->hop), hh = p->win_harm / 2;
   const long half = p->n_fft / 2;
-  const int bins = s.bins;
   const long ext_max = BLOCK_FRAMES + 2 * hh;
   const size_t C = (size_t)channels;
+  /* channels run side by side, one lane (thread) each, up to the cores */
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int n_lanes = (int)(C < (size_t)MAX_LANES ? C : MAX_LANES);
+  if (cores >= 1 && n_lanes > cores) n_lanes = (int)cores;
+  hpss_lane lanes[MAX_LANES];
+  memset(lanes, 0, sizeof lanes);
+  dx_status st = DX_OK;
+  for (int l = 0; l < n_lanes; l++)
+    if (lane_init(&lanes[l], p, ext_max) != DX_OK) st = DX_ERR_NOMEM;
   /* input span of a block with its halo, and the open window of the output */
   const size_t span = (size_t)((ext_max - 1) * p->hop + p->n_fft);
-  hpss_out o = {io, &s, channels, length, nF, NULL, 0, 0, NULL, NULL};
+  hpss_out o = {io, &lanes[0].s, channels, length, nF, NULL, 0, 0, NULL, NULL};
   o.R = (size_t)(BLOCK_FRAMES * p->hop + p->n_fft + 1);
-  fftwf_complex *spec = fftwf_malloc((size_t)ext_max * bins * sizeof *spec);
-  float *mag = malloc((size_t)ext_max * bins * sizeof *mag);
-  int wmax = p->win_harm > p->win_perc ? p->win_harm : p->win_perc;
-  float *tmp = malloc((size_t)wmax * sizeof *tmp);
-  float *harm = malloc((size_t)BLOCK_FRAMES * bins * sizeof *harm); /* [frame][bin] medians along time */
   float *xin = malloc(span * C * sizeof *xin);
   o.h = calloc(o.R * C, sizeof *o.h);
   o.stage = malloc((size_t)STAGE * 2 * C * sizeof *o.stage);
   o.mixb = malloc((size_t)STAGE * C * sizeof *o.mixb);
-  if (st != DX_OK || !spec || !mag || !tmp || !harm || !xin || !o.h || !o.stage || !o.mixb) {
+  if (st != DX_OK || !xin || !o.h || !o.stage || !o.mixb) {
     st = dx_fail(err, DX_ERR_NOMEM, "out of memory for hpss");
     goto done;
   }
   size_t blocks = (size_t)((nF + BLOCK_FRAMES - 1) / BLOCK_FRAMES), done = 0, total = blocks * C;
-  const float inv_n = 1.0f / (float)p->n_fft;
 
   for (long f0 = 0; f0 < nF && st == DX_OK; f0 += BLOCK_FRAMES) {
     long f1 = f0 + BLOCK_FRAMES < nF ? f0 + BLOCK_FRAMES : nF;
@@ -225,48 +325,24 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
     for (size_t c = 0; c < C; c++) memset(xin + c * span, 0, span * sizeof *xin);
     if (hi > lo && (st = io->read(io->read_user, (size_t)lo, (size_t)(hi - lo), xin + (lo - x0), span, err)) != DX_OK)
       break;
-    for (size_t c = 0; c < C && st == DX_OK; c++) {
-      const float *x = xin + c * span;
-      float *h = o.h + c * o.R;
-      for (long f = e0; f < e1; f++) {
-        fftwf_complex *d = spec + (size_t)(f - e0) * bins;
-        stft_frame(&s, x, x0, length, f, d);
-        float *m = mag + (size_t)(f - e0) * bins;
-        for (int k = 0; k < bins; k++) m[k] = hypotf(d[k][0], d[k][1]);
+    for (size_t c0 = 0; c0 < C && st == DX_OK; c0 += (size_t)n_lanes) {
+      lane_job jobs[MAX_LANES];
+      pthread_t th[MAX_LANES];
+      int started[MAX_LANES] = {0};
+      int n = (int)(C - c0 < (size_t)n_lanes ? C - c0 : (size_t)n_lanes);
+      for (int l = 0; l < n; l++)
+        jobs[l] = (lane_job){p, &lanes[l], xin + (c0 + l) * span, o.h + (c0 + l) * o.R, f0, f1, e0, e1, x0, nF,
+                             length, o.R};
+      /* lane 0 in this thread; a lane whose thread cannot start runs here too */
+      for (int l = 1; l < n; l++) started[l] = pthread_create(&th[l], NULL, lane_thread, &jobs[l]) == 0;
+      lane_block(&jobs[0]);
+      for (int l = 1; l < n; l++) {
+        if (started[l])
+          pthread_join(th[l], NULL);
+        else
+          lane_block(&jobs[l]);
       }
-      /* harmonic: for each bin, the median over win_harm frames around
-       * each frame of the block (reflected at the track's ends) */
-      for (int k = 0; k < bins; k++) {
-        for (long j = -hh; j <= hh; j++) tmp[j + hh] = mag[(size_t)(reflect(f0 + j, nF) - e0) * bins + k];
-        win_sort(tmp, p->win_harm);
-        for (long f = f0; f < f1; f++) {
-          if (f > f0)
-            win_replace(tmp, p->win_harm, mag[(size_t)(reflect(f - 1 - hh, nF) - e0) * bins + k],
-                        mag[(size_t)(reflect(f + hh, nF) - e0) * bins + k]);
-          harm[(size_t)(f - f0) * bins + k] = tmp[hh];
-        }
-      }
-      for (long f = f0; f < f1; f++) {
-        const float *m = mag + (size_t)(f - e0) * bins;
-        const fftwf_complex *d = spec + (size_t)(f - e0) * bins;
-        /* percussive: the median over win_perc bins around each bin
-         * (reflected at both ends of the spectrum) */
-        for (long j = -hp; j <= hp; j++) tmp[j + hp] = m[reflect(j, bins)];
-        win_sort(tmp, p->win_perc);
-        for (int k = 0; k < bins; k++) {
-          if (k > 0) win_replace(tmp, p->win_perc, m[reflect(k - 1 - hp, bins)], m[reflect(k + hp, bins)]);
-          float mk = softmask(harm[(size_t)(f - f0) * bins + k], tmp[hp], p->power);
-          s.spec[k][0] = d[k][0] * mk;
-          s.spec[k][1] = d[k][1] * mk;
-        }
-        fftwf_execute(s.inv);
-        long start = f * p->hop - half;
-        for (int i = 0; i < p->n_fft; i++) {
-          long t = start + i;
-          if (t >= 0 && t < (long)length) h[(size_t)t % o.R] += s.frame[i] * inv_n * s.win[i];
-        }
-      }
-      done++;
+      done += (size_t)n;
       if (p->progress && p->progress(p->progress_user, done, total))
         st = dx_fail(err, DX_ERR_CANCELLED, "separation cancelled");
     }
@@ -275,11 +351,7 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
     if (st == DX_OK && fin > (long)o.written) st = hpss_flush(&o, fin < (long)length ? (size_t)fin : length, err);
   }
 done:
-  fft_free(&s);
-  fftwf_free(spec);
-  free(mag);
-  free(tmp);
-  free(harm);
+  for (int l = 0; l < n_lanes; l++) lane_free(&lanes[l]);
   free(xin);
   free(o.h);
   free(o.stage);
