@@ -95,6 +95,52 @@ void dx_feat_hann(int n, float *out);
  * and peak. Returns the number of bands (contrast_bands + 1). */
 int dx_feat_contrast_bands(const dx_feat_params *p, int *lo, int *cnt, int *q);
 
+/* A new plan for params p (checked) and up to max_frames frames per
+ * stft_power call, with a zeroed backend-private part of priv_size bytes;
+ * the backend fills the tables. DX_ERR_INVALID with the reason in err for
+ * unusable params or max_frames, DX_ERR_NOMEM. Free with free(plan->priv)
+ * and free(plan). */
+dx_status dx_feat_plan_new(dx_backend *be, const dx_feat_params *p, int max_frames, size_t priv_size,
+                           dx_feat_plan **out, dx_errbuf *err);
+
+/* Per-frame formulas both backends evaluate the same way (plain C here,
+ * also compiled as device code by the CUDA backend). */
+#ifdef __CUDACC__
+#define DX_FEAT_HD __host__ __device__
+#else
+#define DX_FEAT_HD
+#endif
+
+/* Onset strength of frame t of S ([n_frames][ld], n_mels used; dB mel):
+ * the mean over the bands of the positive difference between frames
+ * t - shift + 1 and t - shift (librosa's lag 1, its centring shift), 0
+ * where either is outside. The bands are summed in order in double. */
+static inline DX_FEAT_HD float dx_feat_onset_flux_frame(const float *S, int n_frames, int ld, int n_mels, int shift,
+                                                        int t) {
+  int j = t - shift;
+  if (j < 0 || j + 1 >= n_frames) return 0.0f;
+  const float *a = S + (size_t)j * ld, *b = S + (size_t)(j + 1) * ld;
+  double s = 0;
+  for (int m = 0; m < n_mels; m++) {
+    float d = b[m] - a[m];
+    if (d > 0) s += d;
+  }
+  return (float)(s / n_mels);
+}
+
+/* Contrast band b's peak and valley of a frame: the means of the q largest
+ * (hi, descending) and q smallest (lo, ascending) magnitudes, summed in
+ * that order in double, into the frame's feature row out. */
+static inline DX_FEAT_HD void dx_feat_contrast_store(const float *lo, const float *hi, int q, int b, float *out) {
+  double vs = 0, ps = 0;
+  for (int i = 0; i < q; i++) {
+    vs += lo[i];
+    ps += hi[i];
+  }
+  out[DX_FCOL_PEAK0 + b] = (float)(ps / q);
+  out[DX_FCOL_VALLEY0 + b] = (float)(vs / q);
+}
+
 /* FFTW plans are made and destroyed under dx_fftw_planner_lock. */
 #include "dx_fftw_lock.h"
 

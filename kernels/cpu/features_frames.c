@@ -298,13 +298,7 @@ DX_HOT dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, 
     for (int b = 0; b < pv->n_contrast; b++) {
       int q = pv->band_q[b];
       band_extremes(S + pv->band_lo[b], pv->band_cnt[b], q, lo, hi);
-      double vs = 0, ps = 0;
-      for (int i = 0; i < q; i++) {
-        vs += lo[i];
-        ps += hi[i];
-      }
-      out[DX_FCOL_PEAK0 + b] = (float)(ps / q);
-      out[DX_FCOL_VALLEY0 + b] = (float)(vs / q);
+      dx_feat_contrast_store(lo, hi, q, b, out);
     }
   }
   return DX_OK;

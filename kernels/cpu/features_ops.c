@@ -63,6 +63,28 @@ dx_status dx_feat_params_check(const dx_feat_params *p, dx_errbuf *err) {
   return DX_OK;
 }
 
+dx_status dx_feat_plan_new(dx_backend *be, const dx_feat_params *p, int max_frames, size_t priv_size,
+                           dx_feat_plan **out, dx_errbuf *err) {
+  *out = NULL;
+  dx_status st = dx_feat_params_check(p, err);
+  if (st != DX_OK) return st;
+  if (max_frames < 1) return dx_fail(err, DX_ERR_INVALID, "bad max_frames %d", max_frames);
+  dx_feat_plan *plan = calloc(1, sizeof *plan);
+  void *pv = calloc(1, priv_size);
+  if (!plan || !pv) {
+    free(plan);
+    free(pv);
+    return DX_ERR_NOMEM;
+  }
+  plan->be = be;
+  plan->p = *p;
+  plan->n_bins = p->n_fft / 2 + 1;
+  plan->max_frames = max_frames;
+  plan->priv = pv;
+  *out = plan;
+  return DX_OK;
+}
+
 dx_status dx_feat_plan_alloc_host_tables(dx_feat_plan *plan) {
   const dx_feat_params *p = &plan->p;
   size_t nb = (size_t)plan->n_bins;
@@ -87,21 +109,10 @@ dx_status dx_feat_plan_alloc_host_tables(dx_feat_plan *plan) {
 static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int max_frames, dx_feat_plan **out,
                                  dx_errbuf *err) {
   *out = NULL;
-  dx_status st = dx_feat_params_check(p, err);
+  dx_feat_plan *plan;
+  dx_status st = dx_feat_plan_new(be, p, max_frames, sizeof(dx_cpu_feat_priv), &plan, err);
   if (st != DX_OK) return st;
-  if (max_frames < 1) return dx_fail(err, DX_ERR_INVALID, "bad max_frames %d", max_frames);
-  dx_feat_plan *plan = calloc(1, sizeof *plan);
-  dx_cpu_feat_priv *pv = calloc(1, sizeof *pv);
-  if (!plan || !pv) {
-    free(plan);
-    free(pv);
-    return DX_ERR_NOMEM;
-  }
-  plan->be = be;
-  plan->p = *p;
-  plan->n_bins = p->n_fft / 2 + 1;
-  plan->max_frames = max_frames;
-  plan->priv = pv;
+  dx_cpu_feat_priv *pv = plan->priv;
   int nb = plan->n_bins;
   pv->window = malloc((size_t)p->n_fft * sizeof *pv->window);
   pv->freq = malloc((size_t)nb * sizeof *pv->freq);
@@ -352,20 +363,7 @@ static dx_status cpu_cols_sub(dx_backend *be, float *x, int n_rows, int ld, int 
 
 static dx_status cpu_onset_flux(dx_feat_plan *plan, const float *S, int n_frames, int ld, int n_mels, float *env) {
   int shift = 1 + plan->p.n_fft / (2 * plan->p.hop);
-  for (int t = 0; t < n_frames; t++) {
-    int j = t - shift;
-    if (j < 0 || j + 1 >= n_frames) {
-      env[t] = 0.0f;
-      continue;
-    }
-    const float *a = S + (size_t)j * ld, *b = S + (size_t)(j + 1) * ld;
-    double s = 0;
-    for (int m = 0; m < n_mels; m++) {
-      float d = b[m] - a[m];
-      if (d > 0) s += d;
-    }
-    env[t] = (float)(s / n_mels);
-  }
+  for (int t = 0; t < n_frames; t++) env[t] = dx_feat_onset_flux_frame(S, n_frames, ld, n_mels, shift, t);
   return DX_OK;
 }
 

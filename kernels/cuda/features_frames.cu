@@ -97,13 +97,7 @@ __global__ void k_spectral(const float *power, int ld_pow, int nb, const double 
         hi[i] = v;
       }
     }
-    double vs = 0, ps = 0;
-    for (int i = 0; i < q; i++) {
-      vs += lo[i];
-      ps += hi[i];
-    }
-    out[DX_FCOL_PEAK0 + b] = (float)(ps / q);
-    out[DX_FCOL_VALLEY0 + b] = (float)(vs / q);
+    dx_feat_contrast_store(lo, hi, q, b, out);
   }
 }
 

@@ -151,21 +151,10 @@ static dx_status make_plan(dx_backend *be, dx_feat_plan *plan) {
 static dx_status cu_plan_create(dx_backend *be, const dx_feat_params *p, int max_frames, dx_feat_plan **out,
                                 dx_errbuf *err) {
   *out = NULL;
-  dx_status st = dx_feat_params_check(p, err);
+  dx_feat_plan *plan;
+  dx_status st = dx_feat_plan_new(be, p, max_frames, sizeof(dx_cuda_feat_priv), &plan, err);
   if (st != DX_OK) return st;
-  if (max_frames < 1) return dx_fail(err, DX_ERR_INVALID, "bad max_frames %d", max_frames);
-  dx_feat_plan *plan = (dx_feat_plan *)calloc(1, sizeof *plan);
-  dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)calloc(1, sizeof *pv);
-  if (!plan || !pv) {
-    free(plan);
-    free(pv);
-    return DX_ERR_NOMEM;
-  }
-  plan->be = be;
-  plan->p = *p;
-  plan->n_bins = p->n_fft / 2 + 1;
-  plan->max_frames = max_frames;
-  plan->priv = pv;
+  dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
   pv->stream = dx_cuda_stream(be);
   st = make_plan(be, plan);
   if (st != DX_OK) {
@@ -327,19 +316,7 @@ static dx_status cu_cols_sub(dx_backend *be, float *x, int n_rows, int ld, int d
 /* One thread per output frame, the bands summed in order in double, as the CPU does. */
 __global__ void k_onset_flux(const float *S, int n_frames, int ld, int n_mels, int shift, float *env) {
   int t = blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= n_frames) return;
-  int j = t - shift;
-  if (j < 0 || j + 1 >= n_frames) {
-    env[t] = 0.0f;
-    return;
-  }
-  const float *a = S + (size_t)j * ld, *b = S + (size_t)(j + 1) * ld;
-  double s = 0;
-  for (int m = 0; m < n_mels; m++) {
-    float d = b[m] - a[m];
-    if (d > 0) s += d;
-  }
-  env[t] = (float)(s / n_mels);
+  if (t < n_frames) env[t] = dx_feat_onset_flux_frame(S, n_frames, ld, n_mels, shift, t);
 }
 
 static dx_status cu_onset_flux(dx_feat_plan *plan, const float *S, int n_frames, int ld, int n_mels, float *env) {
