@@ -12,7 +12,14 @@
  * SIGTERM/SIGINT: stop claiming, let running jobs finish within the grace
  * period (--grace, or shutdown_grace_seconds in the configuration, default 20 s), then cancel
  * them through their progress checks and give them back to the queue; a
- * second signal skips the grace period. --once: work until no job is
+ * second signal skips the grace period. SIGHUP: restart in place the same
+ * way (running jobs finish within the grace period or go back to the
+ * queue), then the program executes itself anew with the same arguments and
+ * pid, reading the configuration again. The engine restarts itself likewise
+ * when a worker's GPU context is lost (a CUDA error after which its backend
+ * cannot be opened again): only a new process gets a working context, and a
+ * GPU that stays broken makes the new process fail at start instead of
+ * looping. --once: work until no job is
  * runnable, then exit. --types limits the job types this engine claims
  * (default: every registered type, e.g. probe, sleep, analyze, separate).
  * Threading: signals are handled on the main thread only (workers block them). */
@@ -33,10 +40,11 @@
 #define MAX_WORKERS 64
 #define HARD_STOP_SECONDS 10.0
 
-static volatile sig_atomic_t g_signals;
+static volatile sig_atomic_t g_signals; /* SIGTERM/SIGINT received */
+static volatile sig_atomic_t g_hup;     /* SIGHUP received: restart */
 static void on_signal(int sig) {
-  (void)sig;
-  g_signals++;
+  if (sig == SIGHUP) g_hup = 1;
+  else g_signals++;
 }
 
 typedef struct {
@@ -56,6 +64,8 @@ typedef struct {
   int stopping;
   int exited; /* worker threads that returned */
   int stuck;  /* worker threads left running at exit */
+  int restart; /* a worker lost its GPU context: restart the process */
+  char **args; /* argv as given, for a restart */
 } daemon_t;
 
 static daemon_t D;
@@ -92,6 +102,14 @@ static void *worker_main(void *arg) {
     } else {
       idle_errors = 0;
     }
+    if (dx_job_worker_device_lost(w)) {
+      DX_ERROR("worker %d lost its GPU context: restarting the engine", i);
+      pthread_mutex_lock(&D.mu);
+      D.restart = 1;
+      pthread_cond_broadcast(&D.cv);
+      pthread_mutex_unlock(&D.mu);
+      break;
+    }
     if (ran) continue;
     if (D.once && (st == DX_OK || idle_errors > 10)) break; /* drained, or the database stays away */
     pthread_mutex_lock(&D.mu);
@@ -110,6 +128,13 @@ static void wake_workers(void) {
   D.wake_gen++;
   pthread_cond_broadcast(&D.cv);
   pthread_mutex_unlock(&D.mu);
+}
+
+static int restart_requested(void) {
+  pthread_mutex_lock(&D.mu);
+  int r = D.restart;
+  pthread_mutex_unlock(&D.mu);
+  return r || g_hup;
 }
 
 static int running_jobs(void) {
@@ -217,9 +242,23 @@ static void shutdown_workers(dx_db *db) {
   D.stuck = left;
 }
 
+/* The arguments as given (getopt may reorder argv), for a restart. */
+static char **copy_args(int argc, char **argv) {
+  char **a = calloc((size_t)argc + 1, sizeof *a);
+  if (!a) return NULL;
+  for (int i = 0; i < argc; i++)
+    if (!(a[i] = strdup(argv[i]))) return NULL; /* the process exits on failure: nothing to free */
+  return a;
+}
+
 int main(int argc, char **argv) {
   dx_log_init("demixd");
   signal(SIGPIPE, SIG_IGN);
+  char **args = D.args = copy_args(argc, argv); /* kept for the life of the process */
+  if (!args) {
+    DX_ERROR("out of memory");
+    return 1;
+  }
   const char *device = NULL;
   int workers = 0;
   D.grace = -1; /* --grace wins over the configuration */
@@ -262,13 +301,13 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
-  signal(SIGHUP, SIG_IGN);
+  sigaction(SIGHUP, &sa, NULL);
 
   dx_db *db = NULL;
   int sock = -1, opened = 0;
   dx_engine_row row;
   memset(&row, 0, sizeof row);
-  int registered = 0;
+  int registered = 0, restart = 0;
   rc = 1;
   const char *const *types = D.types[0] ? D.types : dx_job_types();
   if ((st = dx_db_open(&D.cfg, &db, &err)) != DX_OK) {
@@ -325,7 +364,7 @@ int main(int argc, char **argv) {
   if (reap > hb) reap = hb;
   if (reap < 0.5) reap = 0.5;
   double next_hb = dx_now() + hb, next_reap = dx_now() + reap;
-  while (!g_signals) {
+  while (!g_signals && !restart_requested()) {
     if (D.once) {
       pthread_mutex_lock(&D.mu);
       int done = D.exited >= D.nworkers;
@@ -350,8 +389,11 @@ int main(int argc, char **argv) {
       }
     }
   }
-  if (g_signals) DX_INFO("stopping: no new jobs; waiting up to %.1f s for running ones", D.grace);
+  restart = !g_signals && restart_requested();
+  if (g_signals || restart)
+    DX_INFO("%s: no new jobs; waiting up to %.1f s for running ones", restart ? "restarting" : "stopping", D.grace);
   shutdown_workers(db);
+  restart = restart && !g_signals; /* a stop signal during the wait wins */
   rc = 0;
 
 out:
@@ -363,6 +405,14 @@ out:
     unlink(D.cfg.engine_socket);
   }
   dx_db_close(db);
+  if (rc == 0 && restart) {
+    /* Same pid, so the pid file stays; the signal mask here is the one
+     * demixd started with, the handlers go back to their defaults. */
+    DX_INFO("restarting: executing %s again", args[0]);
+    execv("/proc/self/exe", args);
+    DX_ERROR("cannot restart: execv: %s", strerror(errno));
+    rc = 1;
+  }
   if (*D.pidfile) dx_pidfile_remove(D.pidfile);
   DX_INFO("exited");
   if (D.stuck) _exit(rc); /* stuck handlers: do not wait for them */

@@ -146,6 +146,10 @@ int dx_job_worker_current(dx_job_worker *w, char id_out[DX_UUID_LEN]);
 /* From any thread, when the handler would not stop: release its job with
  * the given connection so another engine takes it (the process is exiting). */
 dx_status dx_job_worker_release_stuck(dx_job_worker *w, dx_db *db, dx_errbuf *err);
+/* From any thread: whether a device error left this worker without a
+ * backend that can be opened again (the process's GPU context is lost;
+ * the engine restarts itself to recover). */
+int dx_job_worker_device_lost(dx_job_worker *w);
 /* The worker's lease owner string and backend. */
 const char *dx_job_worker_owner(const dx_job_worker *w);
 dx_backend *dx_job_worker_backend(dx_job_worker *w);

@@ -48,6 +48,7 @@ struct dx_job_worker {
   int cancel;        /* cancel_requested seen */
   int lost;          /* lease lost or could not be renewed in time */
   int abort;         /* engine shutting down: stop and release */
+  int device_lost;   /* the backend failed with a device error and could not be opened again */
 };
 
 /* ---- handler context ---- */
@@ -298,6 +299,13 @@ static void reopen_backend(dx_job_worker *w) {
     DX_ERROR("worker %d: cannot reopen the %s backend: %s", w->index, w->device, err.msg);
 }
 
+int dx_job_worker_device_lost(dx_job_worker *w) {
+  pthread_mutex_lock(&w->mu);
+  int lost = w->device_lost;
+  pthread_mutex_unlock(&w->mu);
+  return lost;
+}
+
 dx_status dx_job_worker_run_next(dx_job_worker *w, int *ran, dx_errbuf *err) {
   *ran = 0;
   pthread_mutex_lock(&w->mu);
@@ -374,7 +382,17 @@ dx_status dx_job_worker_run_next(dx_job_worker *w, int *ran, dx_errbuf *err) {
   else if (fst != DX_OK) DX_ERROR("job %s: could not record that it %s: %s", job.id, what, ferr.msg);
   DX_INFO("job %s (%s) %s by %s in %.3f s", job.id, job.type, what, w->owner, secs);
 
-  if (status_is_cuda(hst)) reopen_backend(w); /* a CUDA error may leave the context unusable */
+  if (status_is_cuda(hst)) {
+    /* A CUDA error may leave the context unusable: start afresh. When that
+     * fails too, the error was one that kills the process's CUDA context
+     * (an illegal address, say), which only a new process recovers from. */
+    reopen_backend(w);
+    if (!w->be) {
+      pthread_mutex_lock(&w->mu);
+      w->device_lost = 1;
+      pthread_mutex_unlock(&w->mu);
+    }
+  }
   dx_job_ctx_clear(&ctx);
   dx_job_clear(&job);
   if (fst != DX_OK && fst != DX_ERR_NOT_FOUND) {

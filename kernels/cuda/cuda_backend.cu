@@ -4,13 +4,17 @@
  *
  * The allocator rounds sizes up (at most 1/8 of the size wasted) and keeps
  * freed blocks in a per-backend list for reuse by later allocations of the
- * same rounded size (at most a quarter of the device's memory is kept
- * cached; beyond that the cache is released). Because every user of a backend queues work on its one
- * stream, a block freed while work on it is still queued can be handed out
- * again at once: the next user's work runs after it. A pointer this backend
- * did not hand out (a weight uploaded through another backend of the same
- * device) is released with cudaFree. Cached blocks are released when an
- * allocation fails (then retried) and at destroy.
+ * same rounded size. All backends of the process together keep at most a
+ * quarter of the device's memory cached (one budget, however many workers
+ * are open); a block that would go over it is released instead. Because
+ * every user of a backend queues work on its one stream, a block freed
+ * while work on it is still queued can be handed out again at once: the
+ * next user's work runs after it. A pointer this backend did not hand out
+ * (a weight uploaded through another backend of the same device) is
+ * released with cudaFree. When an allocation fails, this backend's cached
+ * blocks are released and then those of the other backends (each after its
+ * own stream's queued work), and the allocation is retried; everything
+ * cached goes at destroy.
  *
  * Threading: the backend is one worker's, but model weights shared by every
  * worker are released through the backend that uploaded them by whichever
@@ -53,6 +57,44 @@ extern "C" int dx_cuda_device_count(char *desc, size_t desc_len) {
 
 /* ---- caching allocator ---- */
 
+/* Process-wide: the open backends (a list through reg_next), the bytes all
+ * their caches hold and the cap on that sum (a quarter of the device's
+ * memory, read when the first backend opens). Lock order: a backend's
+ * mem_lock, then g_reg_lock, then other backends' mem_locks by trylock
+ * only, so two backends trimming at once cannot deadlock. */
+static pthread_mutex_t g_reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static dx_cuda_ctx *g_reg;
+static size_t g_cached_total; /* __atomic */
+static size_t g_cache_cap;
+
+static size_t cached_total(void) { return __atomic_load_n(&g_cached_total, __ATOMIC_RELAXED); }
+static void cached_add(dx_cuda_ctx *c, size_t bytes) {
+  c->cached_bytes += bytes;
+  __atomic_add_fetch(&g_cached_total, bytes, __ATOMIC_RELAXED);
+}
+static void cached_sub(dx_cuda_ctx *c, size_t bytes) {
+  c->cached_bytes -= bytes;
+  __atomic_sub_fetch(&g_cached_total, bytes, __ATOMIC_RELAXED);
+}
+
+static void registry_add(dx_cuda_ctx *c, size_t device_total) {
+  pthread_mutex_lock(&g_reg_lock);
+  if (!g_cache_cap) g_cache_cap = device_total / 4;
+  c->reg_next = g_reg;
+  g_reg = c;
+  pthread_mutex_unlock(&g_reg_lock);
+}
+static void registry_remove(dx_cuda_ctx *c) {
+  pthread_mutex_lock(&g_reg_lock);
+  for (dx_cuda_ctx **pp = &g_reg; *pp; pp = &(*pp)->reg_next)
+    if (*pp == c) {
+      *pp = c->reg_next;
+      break;
+    }
+  c->reg_next = NULL;
+  pthread_mutex_unlock(&g_reg_lock);
+}
+
 static size_t round_size(size_t bytes) {
   if (bytes < 512) return 512;
   size_t p = 1;
@@ -82,7 +124,23 @@ static void cache_release(dx_cuda_ctx *c) {
   cudaStreamSynchronize(c->stream);
   for (size_t i = 0; i < c->n_cached; i++) cudaFree(c->cached[i].p);
   c->n_cached = 0;
-  c->cached_bytes = 0;
+  cached_sub(c, c->cached_bytes);
+}
+
+/* The device is full: release the other backends' caches too (those whose
+ * lists are free right now; one busy in its own allocator is skipped).
+ * Returns whether anything was released. Called with self's mem_lock held. */
+static int trim_other_caches(dx_cuda_ctx *self) {
+  int released = 0;
+  pthread_mutex_lock(&g_reg_lock);
+  for (dx_cuda_ctx *o = g_reg; o; o = o->reg_next) {
+    if (o == self || !o->mem_lock_ready || pthread_mutex_trylock(&o->mem_lock) != 0) continue;
+    released |= o->n_cached > 0;
+    cache_release(o);
+    pthread_mutex_unlock(&o->mem_lock);
+  }
+  pthread_mutex_unlock(&g_reg_lock);
+  return released;
 }
 
 static void lock_mem(dx_cuda_ctx *c) {
@@ -99,7 +157,7 @@ static dx_status alloc_locked(dx_cuda_ctx *c, size_t bytes, void **out) {
     void *p = c->cached[i].p;
     if (block_push(&c->live, &c->n_live, &c->cap_live, p, size)) return DX_ERR_NOMEM;
     c->cached[i] = c->cached[--c->n_cached];
-    c->cached_bytes -= size;
+    cached_sub(c, size);
     *out = p;
     return DX_OK;
   }
@@ -108,6 +166,10 @@ static dx_status alloc_locked(dx_cuda_ctx *c, size_t bytes, void **out) {
   if (e == cudaErrorMemoryAllocation && c->n_cached) {
     cudaGetLastError(); /* clear the error before retrying */
     cache_release(c);
+    e = cudaMalloc(&p, size);
+  }
+  if (e == cudaErrorMemoryAllocation && trim_other_caches(c)) {
+    cudaGetLastError();
     e = cudaMalloc(&p, size);
   }
   if (e != cudaSuccess) {
@@ -156,12 +218,14 @@ extern "C" void dx_cuda_free(dx_backend *be, void *p) {
       }
       return;
     }
-    if (c->cached_bytes + size > c->cache_cap) cache_release(c); /* keep the cache bounded */
-    if (block_push(&c->cached, &c->n_cached, &c->cap_cached, p, size)) {
+    /* Keep the process's caches within their budget: drop this backend's
+     * own first, and if the others still fill it, release the block. */
+    if (cached_total() + size > g_cache_cap) cache_release(c);
+    if (cached_total() + size > g_cache_cap || block_push(&c->cached, &c->n_cached, &c->cap_cached, p, size)) {
       cudaStreamSynchronize(c->stream);
       cudaFree(p);
     } else {
-      c->cached_bytes += size;
+      cached_add(c, size);
     }
     unlock_mem(c);
     return;
@@ -195,7 +259,10 @@ extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out)
   cudaError_t e = cudaMalloc(&c->ws, want);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    dx_cuda_cache_trim(be);
+    lock_mem(c);
+    cache_release(c);
+    trim_other_caches(c);
+    unlock_mem(c);
     e = cudaMalloc(&c->ws, want);
   }
   if (e != cudaSuccess) {
@@ -256,6 +323,7 @@ static void cu_destroy(dx_backend *be) {
     free(be);
     return;
   }
+  registry_remove(c); /* no other backend trims this one from here on */
   if (c->stream) cudaStreamSynchronize(c->stream);
   dx_cuda_conv_cache_free(c);
   dx_cuda_fft_cache_free(c);
@@ -295,10 +363,10 @@ static dx_status cuda_init_ctx(dx_cuda_ctx *c) {
   DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32_gemm ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   DX_CUDNN_CHECK(cudnnCreate(&c->cudnn));
   DX_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
-  /* Cached free blocks are held up to a quarter of the device's memory. */
+  /* All backends' cached free blocks together: up to a quarter of the device's memory. */
   size_t free_b = 0, total_b = 0;
   DX_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  c->cache_cap = total_b / 4;
+  registry_add(c, total_b);
   return DX_OK;
 }
 

@@ -29,7 +29,7 @@ typedef struct dx_cuda_conv_cache dx_cuda_conv_cache; /* nn_conv.cu */
 typedef struct dx_cuda_fft_cache dx_cuda_fft_cache;   /* nn_spectral.cu */
 typedef struct dx_cuda_resample_cache dx_cuda_resample_cache; /* nn_resample.cu */
 
-typedef struct {
+typedef struct dx_cuda_ctx_ {
   int device;
   cudaStream_t stream;
   cublasHandle_t cublas;
@@ -42,7 +42,7 @@ typedef struct {
    * right after queuing work on it is safe to hand out again (stream order). */
   dx_cuda_block *live, *cached;
   size_t n_live, cap_live, n_cached, cap_cached;
-  size_t cached_bytes, cache_cap;
+  size_t cached_bytes; /* this backend's share of the process-wide cache (see cuda_backend.cu) */
   pthread_mutex_t mem_lock; /* guards the two lists above, the byte counts and closed */
   int mem_lock_ready;
   /* Closed while blocks were still live (weights of cached models, which
@@ -58,6 +58,10 @@ typedef struct {
   dx_cuda_conv_cache *conv_cache;
   dx_cuda_fft_cache *fft_cache;
   dx_cuda_resample_cache *resample_cache;
+
+  /* The process's open backends, for trimming each other's caches when
+   * the device is full (guarded by a lock in cuda_backend.cu). */
+  struct dx_cuda_ctx_ *reg_next;
 } dx_cuda_ctx;
 
 /* Record the failing statement, file and line into the log and return an

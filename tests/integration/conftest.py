@@ -254,10 +254,12 @@ def spawn_demixd(stack):
         env.update(extra_env or {})
         log_path = stack.log_dir / f"demixd-extra-{n}.log"
         log = open(log_path, "ab")
+        log_start = log.tell()  # the file collects every run's engines: this one's lines start here
         p = subprocess.Popen([str(stack.build / "demixd"), *map(str, args)], env=env, stdout=log,
                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
         log.close()
         p.log_path = log_path
+        p.log_start = log_start
         procs.append(p)
         return p
 

@@ -103,7 +103,9 @@ class Engine:
         return owner is not None and owner.split(":")[-2] == str(self.pid)
 
     def text(self):
-        return self.proc.log_path.read_text(errors="replace")
+        with open(self.proc.log_path, "rb") as f:
+            f.seek(self.proc.log_start)
+            return f.read().decode(errors="replace")
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
         if self.proc.poll() is None:
@@ -272,6 +274,34 @@ def test_sigterm_lets_a_short_job_finish(q, engines):
     wait_for(lambda: q.job(jid)["status"] == "running", 10, "job running")
     assert e.stop(signal.SIGTERM, timeout=20) == 0
     assert q.job(jid)["status"] == "completed"
+
+
+def test_sighup_restarts_in_place(stack, q, engines):
+    """SIGHUP: the running job finishes within the grace period, a long one
+    goes back to the queue, and the same process (same pid, pid file kept)
+    executes itself anew, registers again and takes the released job up."""
+    e = engines(workers=2, grace=2)
+    short, long_ = q.enqueue([("sleep", None, {"seconds": 0.8}), ("sleep", None, {"seconds": 4})])
+    e.wake()
+    wait_for(lambda: q.job(short)["status"] == "running" and q.job(long_)["status"] == "running", 10,
+             "both jobs running")
+    e.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "restarting: executing" in e.text(), 20, "the restart")
+    assert e.proc.poll() is None, e.text()
+    j = q.job(short)
+    assert j["status"] == "completed" and e.owns(j["result"]["owner"]), (j, e.text())
+    assert "released (shutdown)" in e.text()
+    # the new program: binds its socket, registers, and runs the released job to the end
+    wait_for(lambda: e.text().count("started: 2 worker(s)") == 2, 20, "the engine to start again")
+    assert e.pidfile.read_text().strip() == str(e.pid)
+    wait_for(lambda: engine_rows(stack, e) == 1, 10, "the engine registered again")
+    j = wait_for(lambda: q.finished(long_), 20, "the released job to finish")
+    assert j["status"] == "completed" and j["attempts"] == 1 and e.owns(j["result"]["owner"]), j
+    (after,) = q.enqueue([("sleep", None, {"seconds": 0.1})])
+    e.wake()
+    assert wait_for(lambda: q.finished(after), 10, "a job after the restart")["status"] == "completed"
+    assert e.stop(signal.SIGTERM, timeout=20) == 0
+    assert not e.pidfile.exists() and engine_rows(stack, e) == 0
 
 
 def test_once_drains_the_queue_and_exits(stack, q, track, no_stack_demixd):
