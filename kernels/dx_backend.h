@@ -41,6 +41,9 @@ struct dx_backend {
   dx_status (*copy)(dx_backend *be, void *dst_dev, const void *src_dev, size_t bytes);
   dx_status (*sync)(dx_backend *be); /* wait for queued work; reports async errors */
   void (*destroy)(dx_backend *be);
+  /* Optional (NULL: nothing to do): give memory the backend keeps for reuse
+   * back to the system, e.g. when a worker goes idle after a job. Any thread. */
+  void (*trim)(dx_backend *be);
 
   const dx_feature_ops *feat;
   const dx_nn_ops *nn;

@@ -318,7 +318,11 @@ dx_status dx_job_worker_run_next(dx_job_worker *w, int *ran, dx_errbuf *err) {
   }
   dx_job job;
   dx_status st = dx_job_claim(w->db, w->owner, w->lease_seconds, w->types ? w->types : dx_job_types(), &job, err);
-  if (st == DX_ERR_NOT_FOUND) return DX_OK;
+  if (st == DX_ERR_NOT_FOUND) {
+    /* Idle: memory kept for reuse between back-to-back jobs goes back to the system. */
+    if (w->be->trim) w->be->trim(w->be);
+    return DX_OK;
+  }
   if (st != DX_OK) return st;
   *ran = 1;
   DX_INFO("job %s (%s) attempt %d/%d started by %s", job.id, job.type, job.attempts, job.max_attempts, w->owner);
