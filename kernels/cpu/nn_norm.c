@@ -1,6 +1,8 @@
 /* nn_norm.c: CPU normalisation ops (dx_nn_ops.h): group norm, layer norm,
  * and the mean/std standardisation the Demucs graphs wrap around their
- * branches. Statistics are accumulated in double, two passes.
+ * branches. Statistics are accumulated in double, two passes, each over
+ * eight running partial sums (vector lanes) added pairwise at the end: a
+ * fixed order, so the result depends on the shapes only.
  * Group norm over many (batch, group) items runs items in parallel; over few
  * large ones it sums fixed blocks of NORM_BLOCK elements in parallel and adds
  * the block sums in order, so the result depends on the shapes only, never on
@@ -9,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "dx_hot.h"
 #include "nn_cpu.h"
 
 #define NORM_BLOCK 16384
@@ -28,17 +31,36 @@ typedef struct {
   float mf, inv;
 } gn_ctx;
 
-/* Mean of x[0..n) and 1/sqrt(variance + eps), summed in order in double, two passes. */
-static void mean_inv_std(const float *x, size_t n, float eps, float *mf, float *inv) {
-  double s = 0, ss = 0;
-  for (size_t i = 0; i < n; i++) s += x[i];
-  double mean = s / n;
-  for (size_t i = 0; i < n; i++) {
+/* Sum of x[0..n), and of (x - mean)^2, in double over eight partial sums. */
+DX_HOT static double sum_d(const float *x, size_t n) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) a[l] += x[i + l];
+  for (int l = 0; i < n; i++, l++) a[l] += x[i];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+DX_HOT static double sqdev_d(const float *x, size_t n, double mean) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; l++) {
+      double d = x[i + l] - mean;
+      a[l] += d * d;
+    }
+  for (int l = 0; i < n; i++, l++) {
     double d = x[i] - mean;
-    ss += d * d;
+    a[l] += d * d;
   }
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+/* Mean of x[0..n) and 1/sqrt(variance + eps), in double, two passes. */
+static void mean_inv_std(const float *x, size_t n, float eps, float *mf, float *inv) {
+  double mean = sum_d(x, n) / n;
   *mf = (float)mean;
-  *inv = (float)(1.0 / sqrt(ss / n + eps));
+  *inv = (float)(1.0 / sqrt(sqdev_d(x, n, mean) / n + eps));
 }
 
 /* One (batch, group) item, serially: the reference loop. */
@@ -87,9 +109,7 @@ static void gn_sum_range(void *p, long long k0, long long k1) {
   gn_ctx *e = p;
   for (long long k = k0; k < k1; k++) {
     long long a = k * NORM_BLOCK, z = a + NORM_BLOCK < e->n ? a + NORM_BLOCK : e->n;
-    double s = 0;
-    for (long long i = a; i < z; i++) s += e->xg[i];
-    e->part[k] = s;
+    e->part[k] = sum_d(e->xg + a, (size_t)(z - a));
   }
 }
 
@@ -97,12 +117,7 @@ static void gn_sq_range(void *p, long long k0, long long k1) {
   gn_ctx *e = p;
   for (long long k = k0; k < k1; k++) {
     long long a = k * NORM_BLOCK, z = a + NORM_BLOCK < e->n ? a + NORM_BLOCK : e->n;
-    double ss = 0;
-    for (long long i = a; i < z; i++) {
-      double d = e->xg[i] - e->mean;
-      ss += d * d;
-    }
-    e->part[k] = ss;
+    e->part[k] = sqdev_d(e->xg + a, (size_t)(z - a), e->mean);
   }
 }
 
@@ -112,9 +127,19 @@ static void gn_apply_range(void *p, long long i0, long long i1) {
   const gn_ctx *e = p;
   const float *x = e->xg;
   float *y = e->y + (e->xg - e->x);
-  for (long long i = i0; i < i1; i++) {
-    int c = e->channels_last ? (int)(i % e->channels) : e->c0 + (int)(i / e->len);
-    y[i] = (x[i] - e->mf) * e->inv * (e->gamma ? e->gamma[c] : 1.0f) + (e->beta ? e->beta[c] : 0.0f);
+  const float mf = e->mf, inv = e->inv;
+  if (!e->channels_last) { /* a channel's run of elements at a time */
+    for (long long i = i0; i < i1;) {
+      long long row = i / e->len, end = (row + 1) * e->len < i1 ? (row + 1) * e->len : i1;
+      int c = e->c0 + (int)row;
+      float ga = e->gamma ? e->gamma[c] : 1.0f, be_ = e->beta ? e->beta[c] : 0.0f;
+      for (; i < end; i++) y[i] = (x[i] - mf) * inv * ga + be_;
+    }
+  } else {
+    for (long long i = i0, c = i0 % e->channels; i < i1; i++) {
+      y[i] = (x[i] - mf) * inv * (e->gamma ? e->gamma[c] : 1.0f) + (e->beta ? e->beta[c] : 0.0f);
+      if (++c == e->channels) c = 0;
+    }
   }
 }
 
