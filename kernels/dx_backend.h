@@ -74,6 +74,9 @@ int dx_backend_cuda_available(char *desc, size_t desc_len);
 
 /* Backend constructors (kernels/cpu/cpu_backend.c, kernels/cuda/cuda_backend.cu). */
 dx_status dx_backend_cpu_create(dx_backend **out, dx_errbuf *err);
+/* Bytes the CPU backends keep cached for reuse now (freed blocks of 1 MiB
+ * and more; see cpu_backend.c), for tests and diagnostics. */
+size_t dx_backend_cpu_cached_bytes(void);
 #ifdef DEMIX_HAVE_CUDA
 dx_status dx_backend_cuda_create(dx_backend **out, dx_errbuf *err);
 int dx_cuda_device_count(char *desc, size_t desc_len);

@@ -102,6 +102,13 @@ static void cpu_free(dx_backend *be, void *p) {
   free(base);
 }
 
+size_t dx_backend_cpu_cached_bytes(void) {
+  pthread_mutex_lock(&g_cache.lock);
+  size_t n = g_cache.bytes;
+  pthread_mutex_unlock(&g_cache.lock);
+  return n;
+}
+
 static void cpu_trim(dx_backend *be) {
   (void)be;
   pthread_mutex_lock(&g_cache.lock);
