@@ -25,10 +25,11 @@ import time
 if os.environ.get("DEMUCS_PY"):
     sys.path.insert(0, os.environ["DEMUCS_PY"])
 import numpy as np
-import soundfile as sf
 import torch
 from demucs.apply import apply_model
 from demucs.states import load_model
+
+import wavio  # beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("ckpt")
@@ -53,7 +54,7 @@ torch.set_grad_enabled(False)
 random.seed(a.seed)
 # the checkpoint holds the model class and its arguments, not only tensors
 model = load_model(torch.load(a.ckpt, map_location="cpu", weights_only=False)).eval()
-x, rate = sf.read(a.track, dtype="float32", always_2d=True)
+x, rate = wavio.read(a.track)
 assert rate == model.samplerate, "write the track at the model's rate"
 wav = torch.from_numpy(np.ascontiguousarray(x.T))
 if a.device == "cuda":

@@ -34,7 +34,8 @@
 # .ref/reference/demucs (tools/make-reference), else makes it with the kit's
 # make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
 # Python: $PYTHON, else .venv-ref/bin/python, else .venv/bin/python, else
-# python3 (numpy + soundfile for the track; torch for the official run).
+# python3 (numpy for the track and the check, WAV files through wavio.py
+# beside this script; torch for the official run).
 # DEMUCS_PY defaults to .ref/demucs_py when that folder exists.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -97,16 +98,17 @@ p = os.environ.get("DEMUCS_PY")
 p and sys.path.insert(0, p)
 import torch, demucs.apply' 2> /dev/null; then HAVE_OFFICIAL=1; fi
 
+export PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} # wavio.py
 # a synthetic stereo track: tones, noise bursts and clicks
 "$PY" - "$OUT/track.wav" "$SECONDS_" <<'PYEOF'
-import sys, numpy as np, soundfile as sf
+import sys, numpy as np, wavio
 path, sec, sr = sys.argv[1], float(sys.argv[2]), 44100
 t = np.arange(int(sec * sr)) / sr
 rng = np.random.default_rng(1)
 x = 0.2 * np.sin(2 * np.pi * 110 * t) + 0.1 * np.sin(2 * np.pi * 440 * t * (1 + 0.01 * np.sin(t)))
 x += 0.05 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 2 * t) > 0.7)
 x[:: sr // 2] += 0.5
-sf.write(path, np.stack([x, 0.9 * x], 1).astype(np.float32), sr, subtype="FLOAT")
+wavio.write_float(path, np.stack([x, 0.9 * x], 1).astype(np.float32), sr)
 PYEOF
 
 RUNS=$OUT/runs.jsonl CMDS=$OUT/commands.txt
@@ -199,11 +201,11 @@ if [ "$CHECK" = 1 ] && [ "$HAVE_OFFICIAL" = 1 ]; then
   run_demix 0 "$OUT/stems0" > /dev/null
   run_official 0 "$OUT/official0.f32" > /dev/null
   AGREE=$("$PY" - "$OUT/official0.f32" "$OUT/stems0/$MODEL/track" <<'PYEOF'
-import json, sys, numpy as np, soundfile as sf
+import json, sys, numpy as np, wavio
 ref_path, stem_dir = sys.argv[1:]
 meta = json.load(open(ref_path + ".json"))
 ref = np.fromfile(ref_path, dtype="<f4").reshape(meta["shape"]).astype(np.float64)
-ours = np.stack([sf.read(f"{stem_dir}/{s}.wav", dtype="float32", always_2d=True)[0].T for s in meta["sources"]])
+ours = np.stack([wavio.read(f"{stem_dir}/{s}.wav")[0].T for s in meta["sources"]])
 ours = ours.astype(np.float64)
 rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
 per = {s: round(rel(ours[k], ref[k]), 9) for k, s in enumerate(meta["sources"])}

@@ -11,7 +11,7 @@
 # failing comparison go to $DEMIX_BUILD (default /tmp/demix-gpu). --bench
 # then runs bench/analysis (CPU and CUDA backends, librosa beside them when
 # the host's python has it) and bench/separate on htdemucs_full_random with
-# the official Demucs beside it (its python needs torch, numpy, soundfile and
+# the official Demucs beside it (its python needs torch and numpy, and
 # the official code in DEMUCS_PY or .ref/demucs_py), both writing into
 # bench/RESULTS.md. The last line is "N passed, N failed" for the tier.
 set -uo pipefail
