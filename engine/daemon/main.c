@@ -254,8 +254,8 @@ static char **copy_args(int argc, char **argv) {
 int main(int argc, char **argv) {
   dx_log_init("demixd");
   signal(SIGPIPE, SIG_IGN);
-  char **args = D.args = copy_args(argc, argv); /* kept for the life of the process */
-  if (!args) {
+  D.args = copy_args(argc, argv); /* kept for the life of the process */
+  if (!D.args) {
     DX_ERROR("out of memory");
     return 1;
   }
@@ -408,8 +408,8 @@ out:
   if (rc == 0 && restart) {
     /* Same pid, so the pid file stays; the signal mask here is the one
      * demixd started with, the handlers go back to their defaults. */
-    DX_INFO("restarting: executing %s again", args[0]);
-    execv("/proc/self/exe", args);
+    DX_INFO("restarting: executing %s again", D.args[0]);
+    execv("/proc/self/exe", D.args);
     DX_ERROR("cannot restart: execv: %s", strerror(errno));
     rc = 1;
   }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "dx_backend.h"
+#include "dx_block_size.h"
 
 #define BLOCK_HEADER 64
 #define CACHE_MIN ((size_t)1 << 20)
@@ -42,10 +43,7 @@ static struct {
 
 static size_t round_size(size_t bytes) {
   if (bytes < CACHE_MIN) return bytes ? bytes : 1;
-  size_t p = 1;
-  while (p <= bytes / 2) p <<= 1; /* highest power of two <= bytes */
-  size_t g = p / 8;
-  return (bytes + g - 1) / g * g;
+  return dx_block_round(bytes, 1);
 }
 
 /* Free every cached block. Called with the lock held. */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dx_block_size.h"
 #include "dx_cuda.h"
 
 extern "C" {
@@ -95,13 +96,7 @@ static void registry_remove(dx_cuda_ctx *c) {
   pthread_mutex_unlock(&g_reg_lock);
 }
 
-static size_t round_size(size_t bytes) {
-  if (bytes < 512) return 512;
-  size_t p = 1;
-  while (p <= bytes / 2) p <<= 1; /* highest power of two <= bytes */
-  size_t g = p / 8 < 512 ? 512 : p / 8;
-  return (bytes + g - 1) / g * g;
-}
+static size_t round_size(size_t bytes) { return bytes < 512 ? 512 : dx_block_round(bytes, 512); }
 
 static int block_push(dx_cuda_block **arr, size_t *n, size_t *cap, void *p, size_t size) {
   if (*n == *cap) {
@@ -240,6 +235,7 @@ extern "C" void dx_cuda_cache_trim(dx_backend *be) {
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   lock_mem(c);
   cache_release(c);
+  trim_other_caches(c);
   unlock_mem(c);
 }
 
@@ -259,10 +255,7 @@ extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out)
   cudaError_t e = cudaMalloc(&c->ws, want);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    lock_mem(c);
-    cache_release(c);
-    trim_other_caches(c);
-    unlock_mem(c);
+    dx_cuda_cache_trim(be);
     e = cudaMalloc(&c->ws, want);
   }
   if (e != cudaSuccess) {

@@ -107,8 +107,10 @@ static inline cudaStream_t dx_cuda_stream(dx_backend *be) { return dx_cuda_ctx_o
  * released. */
 extern "C" dx_status dx_cuda_alloc(dx_backend *be, size_t bytes, void **out);
 extern "C" void dx_cuda_free(dx_backend *be, void *p);
-/* Release the allocator's cached blocks (waits for the stream): for a
- * library allocation (cuFFT plan, ...) that failed for lack of memory. */
+/* Release the allocator's cached blocks, this backend's and then the other
+ * backends' of the process (each after its stream's queued work): for an
+ * allocation outside the allocator (cuFFT plan, cuDNN workspace, ...) that
+ * failed for lack of memory. */
 extern "C" void dx_cuda_cache_trim(dx_backend *be);
 /* The cuDNN workspace, at least `bytes` long (grown when needed; *out stays
  * valid until the next call). */
