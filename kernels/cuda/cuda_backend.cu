@@ -14,7 +14,7 @@
  * released with cudaFree. When an allocation fails, this backend's cached
  * blocks are released and then those of the other backends (each after its
  * own stream's queued work), and the allocation is retried; everything
- * cached goes at destroy.
+ * cached goes when the worker finds no job (be->trim) and at destroy.
  *
  * Threading: the backend is one worker's, but model weights shared by every
  * worker are released through the backend that uploaded them by whichever
@@ -239,6 +239,16 @@ extern "C" void dx_cuda_cache_trim(dx_backend *be) {
   unlock_mem(c);
 }
 
+/* be->trim: a worker with no job gives its cached blocks back, so an idle
+ * engine holds only what stays loaded (model weights, plans, the cuDNN
+ * workspace) and other processes on the GPU get the rest. */
+static void cu_trim(dx_backend *be) {
+  dx_cuda_ctx *c = dx_cuda_ctx_of(be);
+  lock_mem(c);
+  if (!c->closed) cache_release(c);
+  unlock_mem(c);
+}
+
 extern "C" dx_status dx_cuda_workspace(dx_backend *be, size_t bytes, void **out) {
   dx_cuda_ctx *c = dx_cuda_ctx_of(be);
   if (bytes <= c->ws_size && c->ws) {
@@ -391,6 +401,7 @@ extern "C" dx_status dx_backend_cuda_create(dx_backend **out, dx_errbuf *err) {
   be->copy = cu_copy;
   be->memset0 = cu_memset0;
   be->sync = cu_sync;
+  be->trim = cu_trim;
   be->feat = &dx_cuda_feature_ops;
   be->nn = &dx_cuda_nn_ops;
   *out = be;
