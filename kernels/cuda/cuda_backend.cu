@@ -362,8 +362,11 @@ static dx_status cuda_init_ctx(dx_cuda_ctx *c) {
   DX_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
   DX_CUBLAS_CHECK(cublasCreate(&c->cublas));
   DX_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
-  /* Exact float32 products unless TF32 was asked for: the CPU backend is the reference. */
-  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32_gemm ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+  /* Float32 products unless TF32 was asked for: the CPU backend is the
+   * reference. The default mode never lowers float32 inputs to TF32 (that
+   * takes CUBLAS_TF32_TENSOR_OP_MATH) and keeps cuBLAS's fast kernels, which
+   * the pedantic mode may give up; it is torch's setting with TF32 off. */
+  DX_CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32_gemm ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   DX_CUDNN_CHECK(cudnnCreate(&c->cudnn));
   DX_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
   /* All backends' cached free blocks together: up to a quarter of the device's memory. */

@@ -10,8 +10,11 @@
  * whose GPU output departs from the CPU one (relative error above 1e-5) is
  * named, so a failure points at a layer (a diagnostic; the verdict is the
  * comparison with the kit).
- * Without a GPU (or a CUDA build) the program says so and exits 0; without
- * the kit each test skips. Label gpu: tools/test --gpu. */
+ * Without a GPU (or a CUDA build) the program says so and exits 77
+ * (DX_TEST_SKIPPED, which the GPU tier counts as failed). A missing kit case
+ * skips its test, but a run that compared nothing at all (no kit where
+ * $DEMIX_REFERENCE points) fails: a green result means the models ran.
+ * Label gpu: tools/test --gpu. */
 #include <json-c/json.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +29,7 @@
 #include "dx_util.h"
 
 static dx_backend *gpu, *cpu;
+static int n_compared; /* comparisons with the kit made */
 
 /* ---- per-layer outputs seen through the model observer ---- */
 
@@ -115,6 +119,7 @@ static const char *kit_tensor(const char *kase, const char *stem, int *half) {
 
 static void compare(const char *what, const float *out, const float *ref, size_t n, int half) {
   const double tol = half ? 2e-3 : 1e-4;
+  n_compared++;
   size_t bad = 0;
   for (size_t i = 0; i < n; i++)
     if (!isfinite(out[i])) bad++;
@@ -310,6 +315,11 @@ int main(int argc, char **argv) {
   }
   fprintf(stderr, "gpu_models: %s\n", gpu->device_desc);
   int rc = dx_test_run(cases, sizeof cases / sizeof cases[0], argc, argv);
+  if (!n_compared) {
+    fprintf(stderr, "gpu_models: no reference-kit case found (%s): nothing was compared\n",
+            dx_test_ref_path("demucs"));
+    rc = 1;
+  }
   dx_backend_close(cpu);
   dx_backend_close(gpu);
   return rc;
