@@ -67,11 +67,21 @@ static dx_status fft_plan(dx_backend *be, cufftType type, int nfft, int batch, c
     cufftDestroy(e->plan);
     e->used = 0;
   }
+  /* A handle whose planning failed is destroyed before the one retry
+   * (after releasing the allocator's cache: cuFFT may have lacked room for
+   * its work area, which some versions report as an internal error) or the
+   * error. */
   cufftHandle plan;
   int n = nfft;
-  if (cufftPlanMany(&plan, 1, &n, NULL, 1, 0, NULL, 1, 0, type, batch) != CUFFT_SUCCESS) {
-    dx_cuda_cache_trim(be); /* perhaps out of memory: retry without the allocator's cache */
-    DX_CUFFT_CHECK(cufftPlanMany(&plan, 1, &n, NULL, 1, 0, NULL, 1, 0, type, batch));
+  for (int attempt = 0;; attempt++) {
+    DX_CUFFT_CHECK(cufftCreate(&plan));
+    size_t work = 0;
+    const cufftResult r = cufftMakePlanMany(plan, 1, &n, NULL, 1, 0, NULL, 1, 0, type, batch, &work);
+    if (r == CUFFT_SUCCESS) break;
+    cufftDestroy(plan);
+    if (attempt)
+      return dx_cuda_report(DX_ERR_CUFFT, "cufftMakePlanMany", "cufft failure", __FILE__, __LINE__);
+    dx_cuda_cache_trim(be);
   }
   cufftResult r = cufftSetStream(plan, c->stream);
   if (r != CUFFT_SUCCESS) {
