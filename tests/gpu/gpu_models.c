@@ -26,6 +26,7 @@
 #include "dx_backend.h"
 #include "dx_model.h"
 #include "dx_test.h"
+#include "gpu_side.h"
 #include "dx_util.h"
 
 static dx_backend *gpu, *cpu;
@@ -301,15 +302,11 @@ int main(int argc, char **argv) {
   static const dx_test_case cases[] = {DX_T(htdemucs_tiny), DX_T(htdemucs_6s_tiny), DX_T(hdemucs_tiny),
                                        DX_T(demucs_tiny), DX_T(bag_parts),        DX_T(bag_tiny)};
   dx_log_init("gpu_models"); /* CUDA errors are logged (dx_cuda_report) */
-  char desc[128];
-  if (!dx_backend_cuda_available(desc, sizeof desc)) {
-    printf("gpu_models: skipped: no CUDA device (or a build without the CUDA backend)\n");
-    return DX_TEST_SKIPPED;
-  }
-  setenv("DEMIX_CUDA_TF32", "0", 1); /* exact float32, as the tolerances assume */
+  int open_rc = gpu_side_open("gpu_models", &gpu);
+  if (open_rc) return open_rc;
   dx_errbuf err = {{0}};
-  if (dx_backend_open("cuda", &gpu, &err) != DX_OK || dx_backend_open("cpu", &cpu, &err) != DX_OK) {
-    fprintf(stderr, "gpu_models: cannot open the backends: %s\n", err.msg);
+  if (dx_backend_open("cpu", &cpu, &err) != DX_OK) {
+    fprintf(stderr, "gpu_models: cannot open the CPU backend: %s\n", err.msg);
     dx_backend_close(gpu);
     return 1;
   }

@@ -21,6 +21,7 @@
 #include "dx_backend.h"
 #include "dx_nn_ops.h"
 #include "dx_test.h"
+#include "gpu_side.h"
 #include "dx_util.h"
 
 #define TOL 1e-5
@@ -658,15 +659,12 @@ int main(int argc, char **argv) {
       DX_T(test_invalid),
   };
   dx_log_init("gpu_nn_ops"); /* CUDA errors are logged (dx_cuda_report) */
-  char desc[128];
-  if (!dx_backend_cuda_available(desc, sizeof desc)) {
-    printf("gpu_nn_ops: skipped: no CUDA device (or a build without the CUDA backend)\n");
-    return DX_TEST_SKIPPED;
-  }
-  setenv("DEMIX_CUDA_TF32", "0", 1); /* exact float32: the comparisons below assume it */
+  int open_rc = gpu_side_open("gpu_nn_ops", &gpu);
+  if (open_rc) return open_rc;
   dx_errbuf err = {{0}};
-  if (dx_backend_open("cpu", &cpu, &err) != DX_OK || dx_backend_open("cuda", &gpu, &err) != DX_OK) {
-    fprintf(stderr, "gpu_nn_ops: cannot open backends: %s\n", err.msg);
+  if (dx_backend_open("cpu", &cpu, &err) != DX_OK) {
+    fprintf(stderr, "gpu_nn_ops: cannot open the CPU backend: %s\n", err.msg);
+    dx_backend_close(gpu);
     return 1;
   }
   fprintf(stderr, "gpu_nn_ops: %s vs %s\n", gpu->device_desc, cpu->device_desc);

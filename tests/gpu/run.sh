@@ -14,6 +14,9 @@
 # the official Demucs beside it (its python needs torch and numpy, and
 # the official code in DEMUCS_PY or .ref/demucs_py), both writing into
 # bench/RESULTS.md. The last line is "N passed, N failed" for the tier.
+# DEMIX_GPU_TEST_DEVICE=cpu runs the programs with the CPU backend standing
+# in for CUDA (tests/gpu/gpu_side.h): a check of a pack and of the programs
+# on a host without a GPU, not of the CUDA code.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PACK="" BENCH=0 SECS=180 TRACKS=100
