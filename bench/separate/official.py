@@ -3,7 +3,8 @@ track: outer normalisation + apply_model(split, overlap, shifts), as
 `demucs.separate` does. Prints one JSON line: seconds (the procedure alone,
 model loaded), x-realtime, torch threads, peak GPU memory
 (torch.cuda.max_memory_allocated). Needs torch and the official demucs
-package (DEMUCS_PY may name a folder holding demucs, julius, einops, ...).
+package (DEMUCS_PY may name a folder holding demucs, julius, einops, ...:
+tools/official-demucs makes one; see official_env.py).
 
 usage: official.py CHECKPOINT.th TRACK.wav DEVICE [SHIFTS] [OVERLAP]
                    [--threads N] [--seed N] [--save OUT.f32] [--precision P]
@@ -17,13 +18,10 @@ usage: official.py CHECKPOINT.th TRACK.wav DEVICE [SHIFTS] [OVERLAP]
 """
 import argparse
 import json
-import os
 import random
-import sys
 import time
 
-if os.environ.get("DEMUCS_PY"):
-    sys.path.insert(0, os.environ["DEMUCS_PY"])
+import official_env  # noqa: F401  (beside this script: DEMUCS_PY, torchaudio)
 import numpy as np
 import torch
 from demucs.apply import apply_model

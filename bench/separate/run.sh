@@ -93,12 +93,12 @@ if [ "$DEVICE" = auto ]; then
 fi
 [ -z "$THREADS" ] && [ "$DEVICE" = cpu ] && THREADS=2
 HAVE_OFFICIAL=0
-if [ "$OFFICIAL" = 1 ] && [ "$MODEL" != hpss ] && "$PY" -c 'import os, sys
-p = os.environ.get("DEMUCS_PY")
-p and sys.path.insert(0, p)
-import torch, demucs.apply' 2> /dev/null; then HAVE_OFFICIAL=1; fi
-
-export PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} # wavio.py
+export PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} # wavio.py, official_env.py
+if [ "$OFFICIAL" = 1 ] && [ "$MODEL" != hpss ]; then
+  if why=$("$PY" -c 'import official_env, torch, demucs.apply' 2>&1); then HAVE_OFFICIAL=1
+  else echo "bench/separate: the official demucs does not import with $PY (tools/official-demucs sets it up): ${why##*$'\n'}" >&2
+  fi
+fi
 # a synthetic stereo track: tones, noise bursts and clicks
 "$PY" - "$OUT/track.wav" "$SECONDS_" <<'PYEOF'
 import sys, numpy as np, wavio
