@@ -79,7 +79,11 @@ if [ "$FULL" = 1 ]; then
   if [ -z "$SRC" ]; then
     mkdir -p "$OUT/kit"
     echo "making $MODEL with make_kit.py FULL=1 (log: $OUT/make_kit.log)" >&2
-    (cd "$OUT/kit" && FULL=1 "$PY" "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1)
+    # through official_env, as official.py: DEMUCS_PY, and a Python without torchaudio
+    (cd "$OUT/kit" && FULL=1 PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} "$PY" -c '
+import sys, runpy, official_env
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")' "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1)
     SRC=$OUT/kit/$MODEL.th
   fi
   ln -sfn "$SRC" "$OUT/repo/$MODEL.th"

@@ -12,7 +12,7 @@
 # then runs bench/analysis (CPU and CUDA backends, librosa beside them when
 # the host's python has it) and bench/separate on htdemucs_full_random with
 # the official Demucs beside it (its python needs torch and numpy, and
-# the official code in DEMUCS_PY or .ref/demucs_py), both writing into
+# the official code: DEMUCS_PY, else the pack's official/), both writing into
 # bench/RESULTS.md. The last line is "N passed, N failed" for the tier.
 # DEMIX_GPU_TEST_DEVICE=cpu runs the programs with the CPU backend standing
 # in for CUDA (tests/gpu/gpu_side.h): a check of a pack and of the programs
@@ -33,6 +33,8 @@ done
 [ -n "$PACK" ] && [ -d "$PACK/bin" ] || { echo "usage: tests/gpu/run.sh PACK [--bench] (a folder made by tools/gpu-pack)" >&2; exit 2; }
 export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export DEMIX_REFERENCE=${DEMIX_REFERENCE:-$PACK/ref} DEMIX_SOURCE=$ROOT DEMIX_BUILD=${DEMIX_BUILD:-/tmp/demix-gpu}
+# the official Demucs for bench/separate: the pack's, unless DEMUCS_PY names one
+[ -z "${DEMUCS_PY:-}" ] && [ -d "$PACK/official/demucs" ] && export DEMUCS_PY=$PACK/official
 mkdir -p "$DEMIX_BUILD/tests"
 command -v nvidia-smi > /dev/null && nvidia-smi -L
 
