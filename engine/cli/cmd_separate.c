@@ -217,6 +217,9 @@ int dx_cmd_separate(int argc, char **argv) {
     return 1;
   }
   dx_backend *bes[64] = {0};
+  if (dx_separator_entry(sep)->kind == DX_REG_HPSS && o.device && !strcmp(o.device, "cuda"))
+    fprintf(stderr, "%s is computed on the CPU (median filtering, no network): --device %s is not used\n",
+            dx_separator_entry(sep)->name, o.device);
   if (dx_separator_entry(sep)->kind != DX_REG_HPSS)
     for (int i = 0; i < o.jobs; i++)
       if ((st = dx_backend_open(device, &bes[i], &err)) != DX_OK) {
