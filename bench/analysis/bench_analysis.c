@@ -28,17 +28,16 @@
 #include "dx_util.h"
 #include "../../tests/unit/test_analysis_synth.h"
 
-static int make(const char *dir, int n, double seconds) {
-  if (dx_mkdirs(dir) != DX_OK) return 1;
-  for (int i = 0; i < n; i++) {
-    double bpm = 70 + (i * 37) % 111;
-    int key = i % 24, sr = 44100;
-    size_t na = 0, nb = 0;
-    float *a = synth_progression(key % 12, key >= 12, seconds, 2.0, sr, &na);
-    float *b = synth_drums_style(bpm, seconds, sr, i % 2, &nb);
-    if (!a || !b) return 1;
-    float *st = malloc(2 * na * sizeof *st);
-    if (!st) return 1;
+/* Track i of a batch (its tempo and key follow from i alone, so a batch
+ * is the same whatever the thread count). */
+static int make_track(const char *dir, int i, double seconds) {
+  double bpm = 70 + (i * 37) % 111;
+  int key = i % 24, sr = 44100, rc = 1;
+  size_t na = 0, nb = 0;
+  float *a = synth_progression(key % 12, key >= 12, seconds, 2.0, sr, &na);
+  float *b = synth_drums_style(bpm, seconds, sr, i % 2, &nb);
+  float *st = a && b ? malloc(2 * na * sizeof *st) : NULL;
+  if (st) {
     synth_rng rng = {(uint64_t)i + 1};
     for (size_t k = 0; k < na; k++) {
       float v = 0.6f * a[k] + 0.5f * b[k] + 0.002f * synth_noise(&rng);
@@ -48,15 +47,43 @@ static int make(const char *dir, int n, double seconds) {
     char path[1024];
     snprintf(path, sizeof path, "%s/track_%03d.wav", dir, i);
     dx_errbuf err = {{0}};
-    if (dx_audio_write(path, st, 2, na, sr, DX_ENC_WAV_PCM16, &err) != DX_OK) {
-      fprintf(stderr, "%s: %s\n", path, err.msg);
-      return 1;
-    }
-    free(a);
-    free(b);
-    free(st);
+    rc = dx_audio_write(path, st, 2, na, sr, DX_ENC_WAV_PCM16, &err) != DX_OK;
+    if (rc) fprintf(stderr, "%s: %s\n", path, err.msg);
   }
-  return 0;
+  free(a);
+  free(b);
+  free(st);
+  return rc;
+}
+
+typedef struct {
+  const char *dir;
+  double seconds;
+  int n;
+  atomic_int next, fail;
+} make_job;
+
+static void *make_worker(void *arg) {
+  make_job *m = arg;
+  for (int i; !atomic_load(&m->fail) && (i = atomic_fetch_add(&m->next, 1)) < m->n;)
+    if (make_track(m->dir, i, m->seconds)) atomic_store(&m->fail, 1);
+  return NULL;
+}
+
+/* The batch on every core (synthesis takes longer than analysing). */
+static int make(const char *dir, int n, double seconds) {
+  if (dx_mkdirs(dir) != DX_OK) return 1;
+  make_job m = {.dir = dir, .seconds = seconds, .n = n};
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int nt = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+  if (nt > n) nt = n > 0 ? n : 1;
+  pthread_t th[64];
+  int started = 0;
+  for (; started < nt; started++)
+    if (pthread_create(&th[started], NULL, make_worker, &m)) break;
+  if (!started) make_worker(&m);
+  for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+  return atomic_load(&m.fail);
 }
 
 typedef struct {
