@@ -3,13 +3,13 @@
 # a pack made by tools/gpu-pack, on a GPU host without demix's build
 # dependencies. Run from the source tree:
 #
-#   tests/gpu/run.sh PACK [--bench] [--seconds 180] [--tracks 100]
+#   tests/gpu/run.sh PACK [--bench | --bench-only] [--seconds 180] [--tracks 100]
 #
 # Each program in PACK/bin/gpu_* compares the CUDA backend with the CPU
 # reference (see tests/gpu/*.c); one with no GPU to run on counts as failed,
 # so a green run always means the CUDA code ran. Logs and the arrays of a
 # failing comparison go to $DEMIX_BUILD (default /tmp/demix-gpu). --bench
-# then runs bench/analysis (CPU and CUDA backends, librosa beside them when
+# (--bench-only: without the tier, for a second call) then runs bench/analysis (CPU and CUDA backends, librosa beside them when
 # the host's python has it) and bench/separate on htdemucs_full_random with
 # the official Demucs beside it (its python needs torch and numpy, and
 # the official code: DEMUCS_PY, else the pack's official/), both writing into
@@ -19,10 +19,11 @@
 # on a host without a GPU, not of the CUDA code.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PACK="" BENCH=0 SECS=180 TRACKS=100
+PACK="" BENCH=0 TIER=1 SECS=180 TRACKS=100
 while [ $# -gt 0 ]; do
   case $1 in
     --bench) BENCH=1; shift ;;
+    --bench-only) BENCH=1 TIER=0; shift ;;
     --seconds) SECS=$2; shift 2 ;;
     --tracks) TRACKS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
@@ -40,6 +41,7 @@ command -v nvidia-smi > /dev/null && nvidia-smi -L
 
 passed=0 failed=0
 for t in "$PACK"/bin/gpu_*; do
+  [ $TIER = 1 ] || break
   name=$(basename "$t")
   start=$(date +%s)
   timeout 1200 "$t" > "$DEMIX_BUILD/$name.log" 2>&1
