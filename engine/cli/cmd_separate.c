@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "dx_cli.h"
+#include "dx_model.h"
 #include "dx_separate.h"
 #include "dx_util.h"
 
@@ -301,5 +302,6 @@ int dx_cmd_separate(int argc, char **argv) {
   free(raw);
   for (int i = 0; i < o.jobs; i++) dx_backend_close(bes[i]);
   dx_separator_free(sep);
+  if (dx_model_profile_enabled()) dx_model_profile_report(stderr);
   return failures ? 1 : 0;
 }

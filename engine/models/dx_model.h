@@ -13,6 +13,7 @@
 #define DX_MODEL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "dx_backend.h"
 #include "dx_error.h"
@@ -66,5 +67,20 @@ dx_status dx_model_forward(dx_model *m, dx_backend *be, const float *in, size_t 
 typedef void (*dx_model_observer)(void *user, const char *name, const float *data, size_t n, const size_t *shape,
                                   int ndim);
 void dx_model_set_observer(dx_model *m, dx_model_observer fn, void *user);
+
+/* Op-level profile of model forwards, for finding where separation time
+ * goes on a backend: with DEMIX_PROFILE=1 in the environment every backend
+ * op a forward calls is timed (the backend is synchronised around each op,
+ * so the ops' sum is slower than an unprofiled run, but each op's share is
+ * its own), with the upload, download and whole forward beside them; the
+ * figures add up over the process's forwards (all threads).
+ * dx_model_profile_enabled: whether DEMIX_PROFILE is set (read once);
+ * dx_model_profile_set: turn it on or off for later forwards (tests);
+ * dx_model_profile_report: a table, ops by total time, to f (nothing when
+ * no forward was profiled); dx_model_profile_reset: clears the figures. */
+int dx_model_profile_enabled(void);
+void dx_model_profile_set(int on);
+void dx_model_profile_report(FILE *f);
+void dx_model_profile_reset(void);
 
 #endif

@@ -61,6 +61,8 @@ typedef struct {
   dx_model_observer obs;
   void *obs_user;
   dx_errbuf *err;
+  int prof;           /* DEMIX_PROFILE: time every op (model_profile.c) */
+  double prof_t0;
 } dx_run;
 
 /* Arena allocation (256-byte aligned). Dry runs only count. On a real run
@@ -73,10 +75,24 @@ static inline const float *dx_run_w(const dx_run *r, dx_param_id id) { return id
 /* Report a tensor to the observer (downloads it; no-op when dry or none set). */
 dx_status dx_run_observe(dx_run *r, const char *name, const float *dev, const size_t *shape, int ndim);
 
-/* Call a backend nn op / memory op, skipped in dry runs:
+/* Call a backend nn op / memory op, skipped in dry runs, timed under the
+ * op's name when profiling (dx_prof_begin runs first: comma operator):
  *   DX_TRY(DX_NN(r, conv1d, x, w, b, y, ...));  DX_TRY(DX_BE(r, memset0, p, bytes)); */
-#define DX_NN(r, op, ...) ((r)->dry ? DX_OK : (r)->be->nn->op((r)->be, __VA_ARGS__))
-#define DX_BE(r, op, ...) ((r)->dry ? DX_OK : (r)->be->op((r)->be, __VA_ARGS__))
+#define DX_NN(r, op, ...)                                                                                          \
+  ((r)->dry    ? DX_OK                                                                                             \
+   : (r)->prof ? (dx_prof_begin(r), dx_prof_end(r, #op, (r)->be->nn->op((r)->be, __VA_ARGS__)))                   \
+               : (r)->be->nn->op((r)->be, __VA_ARGS__))
+#define DX_BE(r, op, ...)                                                                                          \
+  ((r)->dry    ? DX_OK                                                                                             \
+   : (r)->prof ? (dx_prof_begin(r), dx_prof_end(r, #op, (r)->be->op((r)->be, __VA_ARGS__)))                        \
+               : (r)->be->op((r)->be, __VA_ARGS__))
+/* Profiling (model_profile.c): begin waits for the backend's queued work and
+ * starts the clock; end waits for the op's, adds the time to the op's line
+ * of the process-wide profile, and passes the op's status through. */
+void dx_prof_begin(dx_run *r);
+dx_status dx_prof_end(dx_run *r, const char *op, dx_status st);
+/* Add seconds to the line `what` (a static string) of the profile. */
+void dx_prof_add(const char *what, double seconds);
 #define DX_TRY(expr)                                                                                               \
   do {                                                                                                             \
     dx_status dx_try_st_ = (expr);                                                                                 \

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dx_model_impl.h"
+#include "dx_util.h"
 
 /* Graph families by checkpoint class. Add a line per family. */
 static const dx_graph_class *const graph_classes[] = {
@@ -142,13 +143,22 @@ dx_status dx_model_forward(dx_model *m, dx_backend *be, const float *in, size_t 
   }
   r.base = arena;
   r.cap = bytes;
+  r.prof = dx_model_profile_enabled();
+  double t0 = r.prof ? dx_now() : 0;
   if ((st = be->upload(be, din, in, in_bytes))) goto done;
+  if (r.prof) dx_prof_add("upload", dx_now() - t0);
   if ((st = m->cls->forward(m->graph, &r, din, length, dout))) {
     if (!err || !err->msg[0]) dx_fail(err, st, "forward pass failed");
     goto done;
   }
+  double t1 = r.prof ? dx_now() : 0;
   if ((st = be->download(be, out, dout, out_bytes))) goto done;
   st = be->sync(be);
+  if (r.prof) {
+    double t2 = dx_now();
+    dx_prof_add("download", t2 - t1);
+    dx_prof_add("forward", t2 - t0);
+  }
 done:
   be->free(be, dout);
   be->free(be, din);

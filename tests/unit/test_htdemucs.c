@@ -226,4 +226,60 @@ DX_TEST(short_input_is_padded) {
   dx_model_free(m);
 }
 
-DX_TEST_MAIN(DX_T(htdemucs_tiny_forward_and_layers), DX_T(htdemucs_6s_tiny_forward), DX_T(short_input_is_padded))
+/* DEMIX_PROFILE's op timing leaves the output bit-identical, counts each
+ * forward once, and reports the ops the graph calls, their shares within
+ * the forward's time. */
+DX_TEST(profile_times_ops_without_changing_output) {
+  dx_model *m = NULL;
+  dx_backend *be = NULL;
+  dx_errbuf err = {{0}};
+  if (dx_model_load(dx_test_ref_path("demucs/htdemucs_tiny.th"), &m, &err) || dx_backend_open("cpu", &be, &err)) {
+    CHECK_MSG(0, "%s", err.msg);
+    dx_model_free(m);
+    return;
+  }
+  size_t n = 30000;
+  float *in = malloc(2 * n * sizeof *in), *o1 = malloc(8 * n * sizeof *o1), *o2 = malloc(8 * n * sizeof *o2);
+  for (size_t i = 0; i < 2 * n; i++) in[i] = (float)(0.3 * sin(0.013 * (double)i) + 0.1 * cos(0.0007 * (double)i * i));
+  int was = dx_model_profile_enabled();
+  dx_model_profile_set(0);
+  dx_model_profile_reset();
+  CHECK(dx_model_forward(m, be, in, n, o1, &err) == DX_OK);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  dx_model_profile_report(f);
+  fclose(f);
+  CHECK_MSG(len == 0, "a profile without profiled forwards: %s", text);
+  free(text);
+  dx_model_profile_set(1);
+  CHECK(dx_model_forward(m, be, in, n, o2, &err) == DX_OK);
+  CHECK(dx_model_forward(m, be, in, n, o2, &err) == DX_OK);
+  dx_model_profile_set(was);
+  CHECK_MSG(!memcmp(o1, o2, 8 * n * sizeof *o1), "profiling changed the output");
+  f = open_memstream(&text, &len);
+  dx_model_profile_report(f);
+  fclose(f);
+  CHECK_MSG(text && strstr(text, "conv1d") && strstr(text, "attention") && strstr(text, "upload"), "%s", text);
+  /* the forward line: 2 calls; every op's share within it */
+  const char *fw = text ? strstr(text, "forward (all)") : NULL;
+  long calls = 0;
+  CHECK_MSG(fw && sscanf(fw + strlen("forward (all)"), "%ld", &calls) == 1 && calls == 2, "%s", text);
+  for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    char name[32];
+    long c;
+    double secs, share;
+    if (sscanf(line, " %31s %ld %lf %lf%%", name, &c, &secs, &share) == 4)
+      CHECK_MSG(c > 0 && secs >= 0 && share >= 0 && share <= 100.0, "line: %.80s", line);
+  }
+  free(text);
+  dx_model_profile_reset();
+  free(in);
+  free(o1);
+  free(o2);
+  dx_backend_close(be);
+  dx_model_free(m);
+}
+
+DX_TEST_MAIN(DX_T(htdemucs_tiny_forward_and_layers), DX_T(htdemucs_6s_tiny_forward), DX_T(short_input_is_padded),
+             DX_T(profile_times_ops_without_changing_output))
