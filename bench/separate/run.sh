@@ -25,7 +25,9 @@
 # or htdemucs_full_random with --full), --seconds S (180), --device
 # cpu|cuda|auto, --shifts N (1), --overlap F (0.25), --threads N (torch
 # threads of the official run; default 2 on the CPU), --jobs N (demix -j, 1),
-# --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate).
+# --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate),
+# --profile (one more demix run, exact, with DEMIX_PROFILE=1: the time of
+# each backend op, into the recorded section).
 # On a GPU the timing runs demix exact float32, with TF32 convolutions
 # (DEMIX_CUDA_TF32=conv, as torch's defaults) and with TF32 everywhere
 # (DEMIX_CUDA_TF32=1), and the official with no TF32 (exact) and with
@@ -40,7 +42,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$ROOT/build SECONDS_=180 DEVICE=auto FULL=0 SHIFTS=1 OVERLAP=0.25 MODEL="" OUT=/tmp/demix-bench-separate
-THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0
+THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0 PROFILE=0
 CMDLINE="bench/separate/run.sh $*"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || true)
 KIT=${DEMIX_REFERENCE:-$ROOT/../shared/reference}/demucs # the reference kit (tiny models, make_kit.py)
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --no-official) OFFICIAL=0; shift ;;
     --no-check) CHECK=0; shift ;;
     --record) RECORD=1; shift ;;
+    --profile) PROFILE=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
@@ -237,10 +240,20 @@ else
   echo '{"impl": "official", "skipped": "torch/demucs not importable (or --no-official)"}'
 fi
 
+# (3) where demix's time goes: every backend op timed (a slower run of its own)
+: > "$OUT/profile.txt"
+if [ "$PROFILE" = 1 ] && [ "$MODEL" != hpss ]; then
+  pcmd=(env DEMIX_PROFILE=1 DEMIX_CUDA_TF32=0 "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$SHIFTS"
+        --overlap "$OVERLAP" -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$OUT/stems-profile" "$OUT/track.wav")
+  echo "${pcmd[*]}" >> "$CMDS"
+  "${pcmd[@]}" 2> "$OUT/profile.log" || echo "bench/separate: the profiled run failed (see $OUT/profile.log)" >&2
+  sed -n '/^profile (DEMIX_PROFILE)/,$p' "$OUT/profile.log" | tee "$OUT/profile.txt" >&2
+fi
+
 if [ "$RECORD" = 1 ]; then
-  "$PY" - "$ROOT/bench/RESULTS.md" "$RUNS" "$CMDS" "$CMDLINE" "$BUILD" "$LOAD0" <<'PYEOF'
+  "$PY" - "$ROOT/bench/RESULTS.md" "$RUNS" "$CMDS" "$CMDLINE" "$BUILD" "$LOAD0" "$OUT/profile.txt" <<'PYEOF'
 import datetime, json, os, platform, subprocess, sys
-results, runs, cmds, cmdline, build, load = sys.argv[1:]
+results, runs, cmds, cmdline, build, load, profile = sys.argv[1:]
 rows = [json.loads(l) for l in open(runs) if l.strip()]
 def sh(c):
     try:
@@ -292,6 +305,10 @@ for r in timed:
         prec = f"{prec}: TF32 in {', '.join(on)}" if on else f"{prec}: no TF32"
     out.append(f"| {name} | {prec} | {r['shifts']} | {r['track_s']:.0f} s | {r['wall_s']:.1f} s | {sep} | "
                f"{r['x_realtime']:.2f} | {r['peak_rss_mib']:.0f} MiB | {'-' if gpu_m is None else f'{gpu_m:.0f} MiB'} |")
+prof = open(profile).read().strip() if os.path.isfile(profile) else ""
+if prof:
+    out += ["", "Where demix's time goes (the DEMIX_PROFILE=1 run above; each op between two syncs):", "",
+            "```", prof, "```"]
 with open(results, "a") as f:
     f.write("\n".join(out) + "\n")
 print(f"appended to {results}")

@@ -62,7 +62,7 @@ if [ $BENCH = 1 ]; then
   "$PY" -c 'import librosa' 2> /dev/null && librosa=""
   PYTHON=$PY "$ROOT/bench/analysis/run.sh" --build "$PACK/bin" --no-build $librosa --tracks "$TRACKS" --seconds "$SECS" ||
     echo "bench/analysis failed (exit $?)"
-  PYTHON=$PY "$ROOT/bench/separate/run.sh" --build "$PACK/bin" --full --seconds "$SECS" --device cuda --record ||
+  PYTHON=$PY "$ROOT/bench/separate/run.sh" --build "$PACK/bin" --full --seconds "$SECS" --device cuda --record --profile ||
     echo "bench/separate failed (exit $?)"
 fi
 printf '%d passed, %d failed\n' "$passed" "$failed"
