@@ -170,6 +170,65 @@ static void excuse_rolloff_ties(const char *what, const float *dev, float *feat,
   free(h);
 }
 
+/* A track's per-frame results on one side, for the whole-track steps. */
+typedef struct {
+  float *mel, *feat, *mfcc, *env;
+} steps_bufs;
+
+/* The whole-track steps over T frames, on the CPU's buffers h and the
+ * GPU's d (each changed in place): the mel spectrogram to dB with the
+ * track's max, the MFCC (DCT of the dB mel), the onset envelope, spectral
+ * contrast (peaks and valleys to dB with their own max, then the
+ * difference), and the moments the pipeline reports of the frame features
+ * and the MFCC. Comparison names start with tag. */
+static void whole_track_steps_equal(const char *tag, dx_feat_plan *pc, dx_feat_plan *pg, int T, int ldm, int ldf,
+                                    const steps_bufs *h, const steps_bufs *d) {
+  const dx_feature_ops *C = cpu->feat, *G = gpu->feat;
+  const dx_feat_params *p = &pc->p;
+  const int nm = p->n_mels, nmf = p->n_mfcc, nbands = p->contrast_bands + 1;
+  char name[64];
+  float mc = 0, mg = 0;
+  CHECK(C->col_max(cpu, h->mel, T, ldm, 0, nm, &mc) == DX_OK);
+  CHECK(G->col_max(gpu, d->mel, T, ldm, 0, nm, &mg) == DX_OK);
+  CHECK_MSG(rel(mg, mc) <= TOL, "%s: mel max %.9g vs cpu %.9g", tag, mg, mc);
+  CHECK(C->power_to_db(cpu, h->mel, T, ldm, 0, nm, 1e-10f, p->top_db, mc) == DX_OK);
+  CHECK(G->power_to_db(gpu, d->mel, T, ldm, 0, nm, 1e-10f, p->top_db, mc) == DX_OK);
+  snprintf(name, sizeof name, "%s_mel_db", tag);
+  cmp_cols(name, d->mel, h->mel, T, ldm, 0, nm, 0);
+  CHECK(C->gemm_nt(cpu, T, nmf, nm, h->mel, ldm, pc->dct, nm, h->mfcc, nmf) == DX_OK);
+  CHECK(G->gemm_nt(gpu, T, nmf, nm, d->mel, ldm, pg->dct, nm, d->mfcc, nmf) == DX_OK);
+  snprintf(name, sizeof name, "%s_mfcc", tag);
+  cmp_cols(name, d->mfcc, h->mfcc, T, nmf, 0, nmf, 1);
+  CHECK(C->onset_flux(pc, h->mel, T, ldm, nm, h->env) == DX_OK);
+  CHECK(G->onset_flux(pg, d->mel, T, ldm, nm, d->env) == DX_OK);
+  snprintf(name, sizeof name, "%s_onset_env", tag);
+  cmp_cols(name, d->env, h->env, T, 1, 0, 1, 0);
+
+  for (int pass = 0; pass < 2; pass++) {
+    int col = pass ? DX_FCOL_VALLEY0 : DX_FCOL_PEAK0;
+    CHECK(C->col_max(cpu, h->feat, T, ldf, col, nbands, &mc) == DX_OK);
+    CHECK(G->col_max(gpu, d->feat, T, ldf, col, nbands, &mg) == DX_OK);
+    CHECK_MSG(rel(mg, mc) <= TOL, "%s: contrast max %.9g vs cpu %.9g", tag, mg, mc);
+    CHECK(C->power_to_db(cpu, h->feat, T, ldf, col, nbands, 1e-10f, p->top_db, mc) == DX_OK);
+    CHECK(G->power_to_db(gpu, d->feat, T, ldf, col, nbands, 1e-10f, p->top_db, mg) == DX_OK);
+  }
+  CHECK(C->cols_sub(cpu, h->feat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
+  CHECK(G->cols_sub(gpu, d->feat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
+  snprintf(name, sizeof name, "%s_contrast", tag);
+  cmp_cols(name, d->feat, h->feat, T, ldf, DX_FCOL_PEAK0, nbands, 1);
+
+  double m1[DX_FCOL_COUNT], s1[DX_FCOL_COUNT], m2[DX_FCOL_COUNT], s2[DX_FCOL_COUNT];
+  int ncol = DX_FCOL_PEAK0 + nbands;
+  CHECK(C->moments(cpu, h->feat, T, ldf, 0, ncol, m1, s1) == DX_OK);
+  CHECK(G->moments(gpu, d->feat, T, ldf, 0, ncol, m2, s2) == DX_OK);
+  for (int j = 0; j < ncol; j++)
+    CHECK_MSG(rel(m2[j], m1[j]) <= TOL && rel(s2[j], s1[j]) <= TOL,
+              "%s: feature column %d: mean %.9g sd %.9g vs cpu %.9g %.9g", tag, j, m2[j], s2[j], m1[j], s1[j]);
+  CHECK(C->moments(cpu, h->mfcc, T, nmf, 0, nmf, m1, s1) == DX_OK);
+  CHECK(G->moments(gpu, d->mfcc, T, nmf, 0, nmf, m2, s2) == DX_OK);
+  CHECK_MSG(vec_rel(m2, m1, nmf) <= TOL && vec_rel(s2, s1, nmf) <= TOL, "%s: mfcc moments", tag);
+}
+
 DX_TEST(ops_equal_cpu) {
   if (!have_gpu()) SKIP(NO_GPU);
   dx_errbuf err = {{0}};
@@ -237,54 +296,20 @@ DX_TEST(ops_equal_cpu) {
   cmp_cols("gpu_chroma", dchroma, chroma, T, nc, 0, nc, 1);
   cmp_cols("gpu_key_chroma", dkchroma, kchroma, T, nc, 0, nc, 1);
 
-  /* dB mel with the track's max, MFCC (DCT), onset envelopes */
-  float mc = 0, mg = 0;
-  CHECK(C->col_max(cpu, mel, T, ldm, 0, nm, &mc) == DX_OK);
-  CHECK(G->col_max(gpu, dmel, T, ldm, 0, nm, &mg) == DX_OK);
-  CHECK_MSG(rel(mg, mc) <= TOL, "mel max %.9g vs cpu %.9g", mg, mc);
-  CHECK(C->power_to_db(cpu, mel, T, ldm, 0, nm, 1e-10f, p.top_db, mc) == DX_OK);
-  CHECK(G->power_to_db(gpu, dmel, T, ldm, 0, nm, 1e-10f, p.top_db, mc) == DX_OK);
-  cmp_cols("gpu_mel_db", dmel, mel, T, ldm, 0, nm, 0);
-  CHECK(C->gemm_nt(cpu, T, p.n_mfcc, nm, mel, ldm, pc->dct, nm, mfcc, p.n_mfcc) == DX_OK);
-  CHECK(G->gemm_nt(gpu, T, p.n_mfcc, nm, dmel, ldm, pg->dct, nm, dmfcc, p.n_mfcc) == DX_OK);
-  cmp_cols("gpu_mfcc", dmfcc, mfcc, T, p.n_mfcc, 0, p.n_mfcc, 1);
-  CHECK(C->onset_flux(pc, mel, T, ldm, nm, env) == DX_OK);
-  CHECK(G->onset_flux(pg, dmel, T, ldm, nm, denv) == DX_OK);
-  cmp_cols("gpu_onset_env", denv, env, T, 1, 0, 1, 0);
+  /* dB mel with the track's max, MFCC (DCT), onset envelopes, contrast, the
+   * reported moments; then the low bands' onset envelope and chroma's moments */
+  steps_bufs hs = {mel, feat, mfcc, env}, ds = {dmel, dfeat, dmfcc, denv};
+  whole_track_steps_equal("gpu", pc, pg, T, ldm, ldf, &hs, &ds);
   CHECK(C->onset_flux(pc, mel, T, ldm, n_low, env_low) == DX_OK);
   CHECK(G->onset_flux(pg, dmel, T, ldm, n_low, denv_low) == DX_OK);
   cmp_cols("gpu_onset_env_low", denv_low, env_low, T, 1, 0, 1, 0);
-
-  /* contrast: each of peaks and valleys to dB with its own max, then the difference */
-  for (int pass = 0; pass < 2; pass++) {
-    int col = pass ? DX_FCOL_VALLEY0 : DX_FCOL_PEAK0;
-    CHECK(C->col_max(cpu, feat, T, ldf, col, nbands, &mc) == DX_OK);
-    CHECK(G->col_max(gpu, dfeat, T, ldf, col, nbands, &mg) == DX_OK);
-    CHECK_MSG(rel(mg, mc) <= TOL, "contrast max %.9g vs cpu %.9g", mg, mc);
-    CHECK(C->power_to_db(cpu, feat, T, ldf, col, nbands, 1e-10f, p.top_db, mc) == DX_OK);
-    CHECK(G->power_to_db(gpu, dfeat, T, ldf, col, nbands, 1e-10f, p.top_db, mg) == DX_OK);
-  }
-  CHECK(C->cols_sub(cpu, feat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
-  CHECK(G->cols_sub(gpu, dfeat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
-  cmp_cols("gpu_contrast", dfeat, feat, T, ldf, DX_FCOL_PEAK0, nbands, 1);
-
-  /* the reductions the pipeline reports */
   double m1[DX_FCOL_COUNT], s1[DX_FCOL_COUNT], m2[DX_FCOL_COUNT], s2[DX_FCOL_COUNT];
-  int ncol = DX_FCOL_PEAK0 + nbands;
-  CHECK(C->moments(cpu, feat, T, ldf, 0, ncol, m1, s1) == DX_OK);
-  CHECK(G->moments(gpu, dfeat, T, ldf, 0, ncol, m2, s2) == DX_OK);
-  for (int j = 0; j < ncol; j++)
-    CHECK_MSG(rel(m2[j], m1[j]) <= TOL && rel(s2[j], s1[j]) <= TOL, "feature column %d: mean %.9g sd %.9g vs cpu %.9g %.9g",
-              j, m2[j], s2[j], m1[j], s1[j]);
   CHECK(C->moments(cpu, chroma, T, nc, 0, nc, m1, s1) == DX_OK);
   CHECK(G->moments(gpu, dchroma, T, nc, 0, nc, m2, s2) == DX_OK);
   CHECK_MSG(vec_rel(m2, m1, nc) <= TOL && vec_rel(s2, s1, nc) <= TOL, "chroma moments");
-  CHECK(C->moments(cpu, mfcc, T, p.n_mfcc, 0, p.n_mfcc, m1, s1) == DX_OK);
-  CHECK(G->moments(gpu, dmfcc, T, p.n_mfcc, 0, p.n_mfcc, m2, s2) == DX_OK);
-  CHECK_MSG(vec_rel(m2, m1, p.n_mfcc) <= TOL && vec_rel(s2, s1, p.n_mfcc) <= TOL, "mfcc moments");
   CHECK(G->moments(gpu, dfeat, T, ldf, DX_FCOL_RMS, 1, m2, NULL) == DX_OK); /* std_host may be NULL */
   CHECK(gpu->sync(gpu) == DX_OK);
-
+  float mc = 0, mg = 0;
   /* no frames or rows: every op returns at once (a launch of zero blocks
    * is an invalid configuration), col_max gives -inf, moments 0 */
   CHECK(G->stft_power(pg, dy, n, 0, 0, dpow, ldp) == DX_OK);
@@ -421,44 +446,9 @@ DX_TEST(long_inputs_equal_cpu) {
   cmp_cols("gpu_long_chroma", dchroma, chroma, T, nc, 0, nc, 1);
   cmp_cols("gpu_long_key_chroma_raw", dkchroma, kchroma, T, nc, 0, nc, 1);
 
-  float mc = 0, mg = 0;
-  CHECK(C->col_max(cpu, mel, T, ldm, 0, nm, &mc) == DX_OK);
-  CHECK(G->col_max(gpu, dmel, T, ldm, 0, nm, &mg) == DX_OK);
-  CHECK_MSG(rel(mg, mc) <= TOL, "long mel max %.9g vs cpu %.9g", mg, mc);
-  CHECK(C->power_to_db(cpu, mel, T, ldm, 0, nm, 1e-10f, p.top_db, mc) == DX_OK);
-  CHECK(G->power_to_db(gpu, dmel, T, ldm, 0, nm, 1e-10f, p.top_db, mc) == DX_OK);
-  cmp_cols("gpu_long_mel_db", dmel, mel, T, ldm, 0, nm, 0);
-  CHECK(C->gemm_nt(cpu, T, nmf, nm, mel, ldm, pc->dct, nm, mfcc, nmf) == DX_OK);
-  CHECK(G->gemm_nt(gpu, T, nmf, nm, dmel, ldm, pg->dct, nm, dmfcc, nmf) == DX_OK);
-  cmp_cols("gpu_long_mfcc", dmfcc, mfcc, T, nmf, 0, nmf, 1);
-  CHECK(C->onset_flux(pc, mel, T, ldm, nm, env) == DX_OK);
-  CHECK(G->onset_flux(pg, dmel, T, ldm, nm, denv) == DX_OK);
-  cmp_cols("gpu_long_onset_env", denv, env, T, 1, 0, 1, 0);
-
-  for (int pass = 0; pass < 2; pass++) {
-    int col = pass ? DX_FCOL_VALLEY0 : DX_FCOL_PEAK0;
-    CHECK(C->col_max(cpu, feat, T, ldf, col, nbands, &mc) == DX_OK);
-    CHECK(G->col_max(gpu, dfeat, T, ldf, col, nbands, &mg) == DX_OK);
-    CHECK_MSG(rel(mg, mc) <= TOL, "long contrast max %.9g vs cpu %.9g", mg, mc);
-    CHECK(C->power_to_db(cpu, feat, T, ldf, col, nbands, 1e-10f, p.top_db, mc) == DX_OK);
-    CHECK(G->power_to_db(gpu, dfeat, T, ldf, col, nbands, 1e-10f, p.top_db, mg) == DX_OK);
-  }
-  CHECK(C->cols_sub(cpu, feat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
-  CHECK(G->cols_sub(gpu, dfeat, T, ldf, DX_FCOL_PEAK0, DX_FCOL_PEAK0, DX_FCOL_VALLEY0, nbands) == DX_OK);
-  cmp_cols("gpu_long_contrast", dfeat, feat, T, ldf, DX_FCOL_PEAK0, nbands, 1);
-
-  double m1[DX_FCOL_COUNT], s1[DX_FCOL_COUNT], m2[DX_FCOL_COUNT], s2[DX_FCOL_COUNT];
-  int ncol = DX_FCOL_PEAK0 + nbands;
-  CHECK(C->moments(cpu, feat, T, ldf, 0, ncol, m1, s1) == DX_OK);
-  CHECK(G->moments(gpu, dfeat, T, ldf, 0, ncol, m2, s2) == DX_OK);
-  for (int j = 0; j < ncol; j++)
-    CHECK_MSG(rel(m2[j], m1[j]) <= TOL && rel(s2[j], s1[j]) <= TOL,
-              "long feature column %d: mean %.9g sd %.9g vs cpu %.9g %.9g", j, m2[j], s2[j], m1[j], s1[j]);
-  CHECK(C->moments(cpu, mfcc, T, nmf, 0, nmf, m1, s1) == DX_OK);
-  CHECK(G->moments(gpu, dmfcc, T, nmf, 0, nmf, m2, s2) == DX_OK);
-  CHECK_MSG(vec_rel(m2, m1, nmf) <= TOL && vec_rel(s2, s1, nmf) <= TOL, "long mfcc moments");
+  steps_bufs hs = {mel, feat, mfcc, env}, ds = {dmel, dfeat, dmfcc, denv};
+  whole_track_steps_equal("gpu_long", pc, pg, T, ldm, ldf, &hs, &ds);
   CHECK(gpu->sync(gpu) == DX_OK);
-
   float *dbufs[] = {dy, dfeat, dpow, dmel, dchroma, dkchroma, dmfcc, denv};
   for (size_t i = 0; i < sizeof dbufs / sizeof dbufs[0]; i++) gpu->free(gpu, dbufs[i]);
   float *hbufs[] = {y, feat, power, mel, chroma, kchroma, mfcc, env};

@@ -187,17 +187,24 @@ DX_TEST(htdemucs_6s_tiny_forward) {
   CHECK_MSG(rel >= 0 && rel < 1e-4, "relative L2 error %g", rel);
 }
 
+/* htdemucs_tiny from the kit and a CPU backend; on failure says why. */
+static int open_tiny_on_cpu(dx_model **m, dx_backend **be, dx_errbuf *err) {
+  if (dx_model_load(dx_test_ref_path("demucs/htdemucs_tiny.th"), m, err) || dx_backend_open("cpu", be, err)) {
+    CHECK_MSG(0, "%s", err->msg);
+    dx_model_free(*m);
+    *m = NULL;
+    return 0;
+  }
+  return 1;
+}
+
 /* A short chunk runs zero-padded to the training length: its output equals
  * the first samples of a run on the same chunk followed by zeros. */
 DX_TEST(short_input_is_padded) {
   dx_model *m = NULL;
   dx_backend *be = NULL;
   dx_errbuf err = {{0}};
-  if (dx_model_load(dx_test_ref_path("demucs/htdemucs_tiny.th"), &m, &err) || dx_backend_open("cpu", &be, &err)) {
-    CHECK_MSG(0, "%s", err.msg);
-    dx_model_free(m);
-    return;
-  }
+  if (!open_tiny_on_cpu(&m, &be, &err)) return;
   size_t n1 = 20000, n2 = 30000;
   float *in = calloc(2 * n2, sizeof *in), *in1 = malloc(2 * n1 * sizeof *in1);
   for (size_t c = 0; c < 2; c++)
@@ -233,11 +240,7 @@ DX_TEST(profile_times_ops_without_changing_output) {
   dx_model *m = NULL;
   dx_backend *be = NULL;
   dx_errbuf err = {{0}};
-  if (dx_model_load(dx_test_ref_path("demucs/htdemucs_tiny.th"), &m, &err) || dx_backend_open("cpu", &be, &err)) {
-    CHECK_MSG(0, "%s", err.msg);
-    dx_model_free(m);
-    return;
-  }
+  if (!open_tiny_on_cpu(&m, &be, &err)) return;
   size_t n = 30000;
   float *in = malloc(2 * n * sizeof *in), *o1 = malloc(8 * n * sizeof *o1), *o2 = malloc(8 * n * sizeof *o2);
   for (size_t i = 0; i < 2 * n; i++) in[i] = (float)(0.3 * sin(0.013 * (double)i) + 0.1 * cos(0.0007 * (double)i * i));
