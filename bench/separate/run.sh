@@ -73,6 +73,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$BUILD/demix" ] || { echo "no $BUILD/demix (--build DIR)" >&2; exit 2; }
 mkdir -p "$OUT/repo"
+export PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} # wavio.py, official_env.py
 if [ "$FULL" = 1 ]; then
   MODEL=${MODEL:-htdemucs_full_random}
   SRC=""
@@ -83,7 +84,7 @@ if [ "$FULL" = 1 ]; then
     mkdir -p "$OUT/kit"
     echo "making $MODEL with make_kit.py FULL=1 (log: $OUT/make_kit.log)" >&2
     # through official_env, as official.py: DEMUCS_PY, and a Python without torchaudio
-    (cd "$OUT/kit" && FULL=1 PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} "$PY" -c '
+    (cd "$OUT/kit" && FULL=1 "$PY" -c '
 import sys, runpy, official_env
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")' "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1)
@@ -100,7 +101,6 @@ if [ "$DEVICE" = auto ]; then
 fi
 [ -z "$THREADS" ] && [ "$DEVICE" = cpu ] && THREADS=2
 HAVE_OFFICIAL=0
-export PYTHONPATH=$ROOT/bench/separate${PYTHONPATH:+:$PYTHONPATH} # wavio.py, official_env.py
 if [ "$OFFICIAL" = 1 ] && [ "$MODEL" != hpss ]; then
   if why=$("$PY" -c 'import official_env, torch, demucs.apply' 2>&1); then HAVE_OFFICIAL=1
   else echo "bench/separate: the official demucs does not import with $PY (tools/official-demucs sets it up): ${why##*$'\n'}" >&2

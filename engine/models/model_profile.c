@@ -75,10 +75,11 @@ void dx_model_profile_report(FILE *f) {
   int n = prof_n;
   memcpy(lines, prof_lines, (size_t)n * sizeof *lines);
   pthread_mutex_unlock(&prof_lock);
-  double forward = 0, ops = 0;
+  double forward = 0, parts = 0; /* the whole forwards; every other line (ops, upload, download) */
+  long forwards = 0;
   for (int i = 0; i < n; i++) {
-    if (!strcmp(lines[i].what, "forward")) forward = lines[i].seconds;
-    else if (strcmp(lines[i].what, "upload") && strcmp(lines[i].what, "download")) ops += lines[i].seconds;
+    if (!strcmp(lines[i].what, "forward")) forward = lines[i].seconds, forwards = lines[i].calls;
+    else parts += lines[i].seconds;
   }
   if (forward <= 0) return;
   qsort(lines, (size_t)n, sizeof *lines, by_seconds);
@@ -89,14 +90,9 @@ void dx_model_profile_report(FILE *f) {
     fprintf(f, "  %-16s %9ld %11.4f %6.1f%% %11.1f\n", lines[i].what, lines[i].calls, lines[i].seconds,
             100.0 * lines[i].seconds / forward, 1e6 * lines[i].seconds / (double)lines[i].calls);
   }
-  double rest = forward - ops;
-  for (int i = 0; i < n; i++)
-    if (!strcmp(lines[i].what, "upload") || !strcmp(lines[i].what, "download")) rest -= lines[i].seconds;
-  fprintf(f, "  %-16s %9s %11.4f %6.1f%%\n", "(host, between)", "", rest > 0 ? rest : 0.0,
-          100.0 * (rest > 0 ? rest : 0.0) / forward);
-  for (int i = 0; i < n; i++)
-    if (!strcmp(lines[i].what, "forward"))
-      fprintf(f, "  %-16s %9ld %11.4f %6.1f%%\n", "forward (all)", lines[i].calls, forward, 100.0);
+  double rest = forward > parts ? forward - parts : 0.0;
+  fprintf(f, "  %-16s %9s %11.4f %6.1f%%\n", "(host, between)", "", rest, 100.0 * rest / forward);
+  fprintf(f, "  %-16s %9ld %11.4f %6.1f%%\n", "forward (all)", forwards, forward, 100.0);
 }
 
 void dx_model_profile_reset(void) {

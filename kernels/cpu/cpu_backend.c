@@ -11,7 +11,7 @@
  * (at most 1/8 wasted) and a freed block is reused only by an allocation of
  * the same rounded size; at most an eighth of the machine's memory (4 GiB
  * at most) is kept; a block beyond that is freed. The cache is emptied by
- * trim (after each job in demixd) and when the last CPU backend closes.
+ * trim (when a demixd worker finds no job) and when the last CPU backend closes.
  * Every block carries a 64-byte header with its size, which keeps the
  * payload 64-byte aligned. Threading: the cache is locked; any thread. */
 #include <pthread.h>

@@ -170,6 +170,15 @@ static void excuse_rolloff_ties(const char *what, const float *dev, float *feat,
   free(h);
 }
 
+/* The test's plans (either may be NULL) and both backends. */
+static void close_all(dx_feat_plan *pc, dx_feat_plan *pg) {
+  if (pc) cpu->feat->plan_destroy(pc);
+  if (pg) gpu->feat->plan_destroy(pg);
+  dx_backend_close(cpu);
+  dx_backend_close(gpu);
+  cpu = gpu = NULL;
+}
+
 /* A track's per-frame results on one side, for the whole-track steps. */
 typedef struct {
   float *mel, *feat, *mfcc, *env;
@@ -237,7 +246,10 @@ DX_TEST(ops_equal_cpu) {
   setenv("DEMIX_CUDA_TF32", "1", 1);
   CHECK_MSG(dx_backend_open(gpu_side_device(), &gpu, &err) == DX_OK, "%s", err.msg);
   unsetenv("DEMIX_CUDA_TF32");
-  if (!cpu || !gpu) goto out_be;
+  if (!cpu || !gpu) {
+    close_all(NULL, NULL);
+    return;
+  }
   dx_feat_params p;
   dx_feat_default_params(&p);
   const int T = 700, CH = 256; /* GPU chunks: 256, 256, 188 frames */
@@ -333,12 +345,7 @@ DX_TEST(ops_equal_cpu) {
   float *hbufs[] = {y, power, feat, mel, chroma, kchroma, chroma2, mfcc, env, env_low};
   for (size_t i = 0; i < sizeof hbufs / sizeof hbufs[0]; i++) free(hbufs[i]);
 out_plan:
-  if (pc) cpu->feat->plan_destroy(pc);
-  if (pg) gpu->feat->plan_destroy(pg);
-out_be:
-  dx_backend_close(cpu);
-  dx_backend_close(gpu);
-  cpu = gpu = NULL;
+  close_all(pc, pg);
 }
 
 /* ---- long inputs ---- */
@@ -360,7 +367,10 @@ DX_TEST(long_inputs_equal_cpu) {
   dx_errbuf err = {{0}};
   CHECK(dx_backend_open("cpu", &cpu, &err) == DX_OK);
   CHECK_MSG(dx_backend_open(gpu_side_device(), &gpu, &err) == DX_OK, "%s", err.msg);
-  if (!cpu || !gpu) goto out_be;
+  if (!cpu || !gpu) {
+    close_all(NULL, NULL);
+    return;
+  }
   dx_feat_params p;
   dx_feat_default_params(&p);
   const int T = 70001, CH = 256;
@@ -454,12 +464,7 @@ DX_TEST(long_inputs_equal_cpu) {
   float *hbufs[] = {y, feat, power, mel, chroma, kchroma, mfcc, env};
   for (size_t i = 0; i < sizeof hbufs / sizeof hbufs[0]; i++) free(hbufs[i]);
 out_plan:
-  if (pc) cpu->feat->plan_destroy(pc);
-  if (pg) gpu->feat->plan_destroy(pg);
-out_be:
-  dx_backend_close(cpu);
-  dx_backend_close(gpu);
-  cpu = gpu = NULL;
+  close_all(pc, pg);
 }
 
 /* ---- pipeline level ---- */
@@ -614,7 +619,6 @@ int main(int argc, char **argv) {
     printf("gpu_features: skipped: " NO_GPU "\n");
     return DX_TEST_SKIPPED;
   }
-  if (!strcmp(gpu_side_device(), "cpu"))
-    fprintf(stderr, "gpu_features: DEMIX_GPU_TEST_DEVICE=cpu: the CPU backend stands in for CUDA\n");
+  gpu_side_note("gpu_features");
   return dx_test_run(cases, sizeof cases / sizeof cases[0], argc, argv);
 }

@@ -21,6 +21,12 @@ static inline const char *gpu_side_device(void) {
   return d && !strcmp(d, "cpu") ? "cpu" : "cuda";
 }
 
+/* Say on stderr when the CPU stands in, so no log reads as a GPU run. */
+static inline void gpu_side_note(const char *prog) {
+  if (!strcmp(gpu_side_device(), "cpu"))
+    fprintf(stderr, "%s: DEMIX_GPU_TEST_DEVICE=cpu: the CPU backend stands in for CUDA\n", prog);
+}
+
 /* Open the device under test into *out. Returns 0, DX_TEST_SKIPPED when it
  * is CUDA and there is no device (or no CUDA backend in this build), or 1
  * when opening fails. TF32 is turned off: the tolerances assume float32. */
@@ -38,7 +44,7 @@ static inline int gpu_side_open(const char *prog, dx_backend **out) {
     fprintf(stderr, "%s: cannot open the %s backend: %s\n", prog, dev, err.msg);
     return 1;
   }
-  if (!strcmp(dev, "cpu")) fprintf(stderr, "%s: DEMIX_GPU_TEST_DEVICE=cpu: the CPU backend stands in for CUDA\n", prog);
+  gpu_side_note(prog);
   return 0;
 }
 

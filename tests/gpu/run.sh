@@ -9,8 +9,9 @@
 # reference (see tests/gpu/*.c); one with no GPU to run on counts as failed,
 # so a green run always means the CUDA code ran. Logs and the arrays of a
 # failing comparison go to $DEMIX_BUILD (default /tmp/demix-gpu). --bench
-# (--bench-only: without the tier, for a second call) then runs bench/analysis (CPU and CUDA backends, librosa beside them when
-# the host's python has it) and bench/separate on htdemucs_full_random with
+# (--bench-only: without the tier, for a second call) then runs
+# bench/analysis (CPU and CUDA backends, librosa beside them when the
+# host's python has it) and bench/separate on htdemucs_full_random with
 # the official Demucs beside it (its python needs torch and numpy, and
 # the official code: DEMUCS_PY, else the pack's official/), both writing into
 # bench/RESULTS.md. The last line is "N passed, N failed" for the tier.
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     *) PACK=$(cd "$1" && pwd); shift ;;
   esac
 done
-[ -n "$PACK" ] && [ -d "$PACK/bin" ] || { echo "usage: tests/gpu/run.sh PACK [--bench] (a folder made by tools/gpu-pack)" >&2; exit 2; }
+[ -n "$PACK" ] && [ -d "$PACK/bin" ] || { echo "usage: tests/gpu/run.sh PACK [--bench | --bench-only] (a folder made by tools/gpu-pack)" >&2; exit 2; }
 export LD_LIBRARY_PATH=$PACK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export DEMIX_REFERENCE=${DEMIX_REFERENCE:-$PACK/ref} DEMIX_SOURCE=$ROOT DEMIX_BUILD=${DEMIX_BUILD:-/tmp/demix-gpu}
 # the official Demucs for bench/separate: the pack's, unless DEMUCS_PY names one
