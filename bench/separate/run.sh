@@ -27,11 +27,18 @@
 # threads of the official run; default 2 on the CPU), --jobs N (demix -j, 1),
 # --no-official, --no-check, --record, --out DIR (/tmp/demix-bench-separate),
 # --profile (one more demix run, exact, with DEMIX_PROFILE=1: the time of
-# each backend op, into the recorded section).
+# each backend op, into the recorded section), --time-limit S (the whole
+# script's seconds: each run is stopped at the limit, a run that would start
+# after it is left out, and what was measured is still recorded; for a
+# device call of fixed length).
+# A run that fails or is stopped shows as a line with its error (and in the
+# recorded section); the others go on.
 # On a GPU the timing runs demix exact float32, with TF32 convolutions
 # (DEMIX_CUDA_TF32=conv, as torch's defaults) and with TF32 everywhere
 # (DEMIX_CUDA_TF32=1), and the official with no TF32 (exact) and with
-# torch's defaults (TF32 convolutions). The agreement check runs both exact.
+# torch's defaults (TF32 convolutions), in the order demix exact, official
+# exact, official default, demix conv, demix TF32, demix exact -j 2 (two
+# forwards at once; the exact pair first, so a time limit cuts the variants). The agreement check runs both exact.
 # --full takes htdemucs_full_random from $DEMIX_REFERENCE/demucs or
 # .ref/reference/demucs (tools/make-reference), else makes it with the kit's
 # make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
@@ -42,7 +49,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$ROOT/build SECONDS_=180 DEVICE=auto FULL=0 SHIFTS=1 OVERLAP=0.25 MODEL="" OUT=/tmp/demix-bench-separate
-THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0 PROFILE=0
+THREADS="" JOBS=1 OFFICIAL=1 CHECK=1 RECORD=0 PROFILE=0 DEADLINE=""
 CMDLINE="bench/separate/run.sh $*"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null || true)
 KIT=${DEMIX_REFERENCE:-$ROOT/../shared/reference}/demucs # the reference kit (tiny models, make_kit.py)
@@ -68,6 +75,7 @@ while [ $# -gt 0 ]; do
     --record) RECORD=1; shift ;;
     --profile) PROFILE=1; shift ;;
     --out) OUT=$2; shift 2 ;;
+    --time-limit) DEADLINE=$(($(date +%s) + $2)); shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -84,10 +92,14 @@ if [ "$FULL" = 1 ]; then
     mkdir -p "$OUT/kit"
     echo "making $MODEL with make_kit.py FULL=1 (log: $OUT/make_kit.log)" >&2
     # through official_env, as official.py: DEMUCS_PY, and a Python without torchaudio
-    (cd "$OUT/kit" && FULL=1 "$PY" -c '
+    if ! (cd "$OUT/kit" && FULL=1 "$PY" -c '
 import sys, runpy, official_env
 sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")' "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1)
+runpy.run_path(sys.argv[0], run_name="__main__")' "$KIT/make_kit.py" "$OUT/kit" > "$OUT/make_kit.log" 2>&1); then
+      tail -n 5 "$OUT/make_kit.log" >&2
+      echo "bench/separate: make_kit.py could not make $MODEL (needs torch and the official demucs)" >&2
+      exit 1
+    fi
     SRC=$OUT/kit/$MODEL.th
   fi
   ln -sfn "$SRC" "$OUT/repo/$MODEL.th"
@@ -136,15 +148,36 @@ sys.exit(rc)' "$out" "$@"
   fi
 }
 
-# run_demix SHIFTS STEMS_DIR [PRECISION]: one timed `demix separate` (exact;
-# conv: DEMIX_CUDA_TF32=conv; tf32: DEMIX_CUDA_TF32=1), one JSON line
+# limit: LIMIT=(the prefix that stops a command at the time limit: exit
+# 124), empty without one; returns 125 when less than 10 s are left
+limit() {
+  LIMIT=()
+  [ -z "$DEADLINE" ] && return 0
+  local left=$((DEADLINE - $(date +%s)))
+  ((left >= 10)) || return 125
+  LIMIT=(timeout -k 5 "$left")
+}
+
+# failed_run IMPL PRECISION STATUS LOG: the JSON line of a run that did not finish
+failed_run() {
+  local why="failed (exit $3)"
+  { [ "$3" = 124 ] || [ "$3" = 137 ]; } && why="stopped at the time limit"
+  [ "$3" = 125 ] && why="left out: the time limit was near"
+  [ -n "$4" ] && [ -s "$4" ] && tail -5 "$4" >&2
+  printf '{"impl": "%s", "precision": "%s", "error": "%s"}\n' "$1" "$2" "$why" | tee -a "$RUNS"
+}
+
+# run_demix SHIFTS STEMS_DIR [PRECISION [JOBS]]: one timed `demix separate`
+# (exact; conv: DEMIX_CUDA_TF32=conv; tf32: DEMIX_CUDA_TF32=1; -j JOBS,
+# default --jobs), one JSON line
 run_demix() {
-  local shifts=$1 stems=$2 prec=${3:-exact} gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
+  local shifts=$1 stems=$2 prec=${3:-exact} jobs=${4:-$JOBS} gpu_log=$OUT/gpu-mem.log poll="" base=0 peak=null
   local tf=0
   [ "$prec" = tf32 ] && tf=1
   [ "$prec" = conv ] && tf=conv
   local cmd=(env DEMIX_CUDA_TF32=$tf "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$shifts" --overlap "$OVERLAP"
-             -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$stems" "$OUT/track.wav")
+             -j "$jobs" -d "$DEVICE" --float32 --overwrite -o "$stems" "$OUT/track.wav")
+  limit || { failed_run demix "$prec" 125 ""; return 1; }
   echo "${cmd[*]}" >> "$CMDS"
   : > "$gpu_log"
   if [ "$DEVICE" != cpu ] && command -v nvidia-smi > /dev/null; then
@@ -152,15 +185,16 @@ run_demix() {
     (while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits >> "$gpu_log" 2>/dev/null; sleep 0.1; done) &
     poll=$!
   fi
-  local t0 t1
+  local t0 t1 rc=0
   t0=$(date +%s.%N)
-  maxrss "$OUT/rss.txt" "${cmd[@]}" 2> "$OUT/demix.log"
+  maxrss "$OUT/rss.txt" "${LIMIT[@]}" "${cmd[@]}" 2> "$OUT/demix.log" || rc=$?
   t1=$(date +%s.%N)
   if [ -n "$poll" ]; then kill "$poll" 2> /dev/null || true; wait "$poll" 2> /dev/null || true; fi
+  if [ "$rc" != 0 ]; then failed_run demix "$prec" "$rc" "$OUT/demix.log"; return 1; fi
   if [ -s "$gpu_log" ]; then peak=$(($(sort -n "$gpu_log" | tail -1) - base)); fi
   local sep_s
   sep_s=$(sed -n 's/.* stems in .* (\([0-9.]*\) s)$/\1/p' "$OUT/demix.log" | tail -1)
-  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss.txt")" "$peak" "$DEVICE" "$MODEL" "$shifts" "${sep_s:-null}" "$JOBS" "$prec" <<'PYEOF' | tee -a "$RUNS"
+  "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss.txt")" "$peak" "$DEVICE" "$MODEL" "$shifts" "${sep_s:-null}" "$jobs" "$prec" <<'PYEOF' | tee -a "$RUNS"
 import json, sys
 t0, t1, sec, rss, gpu, dev, model, shifts, sep, jobs, prec = sys.argv[1:]
 dt, sec = float(t1) - float(t0), float(sec)
@@ -180,14 +214,12 @@ run_official() {
              "$OVERLAP" --precision "$prec")
   [ -n "$THREADS" ] && cmd+=(--threads "$THREADS")
   [ -n "$save" ] && cmd+=(--save "$save")
+  limit || { failed_run official "$prec" 125 ""; return 1; }
   echo "DEMUCS_PY=${DEMUCS_PY:-} ${cmd[*]}" >> "$CMDS"
-  local t0 t1 line
+  local t0 t1 line rc=0
   t0=$(date +%s.%N)
-  if ! line=$(maxrss "$OUT/rss-official.txt" "${cmd[@]}" 2> "$OUT/official.log"); then
-    tail -5 "$OUT/official.log" >&2
-    echo '{"impl": "official", "error": "failed; see above"}' | tee -a "$RUNS"
-    return 1
-  fi
+  line=$(maxrss "$OUT/rss-official.txt" "${LIMIT[@]}" "${cmd[@]}" 2> "$OUT/official.log") || rc=$?
+  if [ "$rc" != 0 ]; then failed_run official "$prec" "$rc" "$OUT/official.log"; return 1; fi
   t1=$(date +%s.%N)
   "$PY" - "$t0" "$t1" "$SECONDS_" "$(tail -1 "$OUT/rss-official.txt")" "$line" "$MODEL" <<'PYEOF' | tee -a "$RUNS"
 import json, sys
@@ -204,9 +236,8 @@ PYEOF
 
 # (1) agreement, shifts 0
 AGREE=""
-if [ "$CHECK" = 1 ] && [ "$HAVE_OFFICIAL" = 1 ]; then
-  run_demix 0 "$OUT/stems0" > /dev/null
-  run_official 0 "$OUT/official0.f32" > /dev/null
+if [ "$CHECK" = 1 ] && [ "$HAVE_OFFICIAL" = 1 ] &&
+   run_demix 0 "$OUT/stems0" > /dev/null && run_official 0 "$OUT/official0.f32" > /dev/null; then
   AGREE=$("$PY" - "$OUT/official0.f32" "$OUT/stems0/$MODEL/track" <<'PYEOF'
 import json, sys, numpy as np, wavio
 ref_path, stem_dir = sys.argv[1:]
@@ -221,16 +252,14 @@ print(json.dumps({"check": "demix vs official, shifts 0", "rel_l2": e, "per_sour
 PYEOF
 )
   echo "$AGREE" | tee -a "$RUNS"
+elif [ "$CHECK" = 1 ] && [ "$HAVE_OFFICIAL" = 1 ]; then
+  echo '{"check": "not made: a run above did not finish"}' | tee -a "$RUNS"
 elif [ "$CHECK" = 1 ]; then
   echo '{"check": "skipped: torch/official demucs not importable (or --no-official)"}'
 fi
 
-# (2) timing (on a GPU: both precisions of each side)
-run_demix "$SHIFTS" "$OUT/stems"
-if [ "$DEVICE" = cuda ]; then
-  run_demix "$SHIFTS" "$OUT/stems-conv" conv
-  run_demix "$SHIFTS" "$OUT/stems-tf32" tf32
-fi
+# (2) timing (on a GPU: both precisions of each side), the exact pair first
+run_demix "$SHIFTS" "$OUT/stems" || true
 if [ "$HAVE_OFFICIAL" = 1 ]; then
   run_official "$SHIFTS" || true
   if [ "$DEVICE" = cuda ]; then run_official "$SHIFTS" "" default || true; fi
@@ -239,21 +268,35 @@ elif [ "$MODEL" = hpss ]; then
 else
   echo '{"impl": "official", "skipped": "torch/demucs not importable (or --no-official)"}'
 fi
+if [ "$DEVICE" = cuda ]; then
+  run_demix "$SHIFTS" "$OUT/stems-conv" conv || true
+  run_demix "$SHIFTS" "$OUT/stems-tf32" tf32 || true
+  # two forwards at once, each on its own stream: how much of the GPU one leaves idle
+  if [ "$JOBS" = 1 ]; then run_demix "$SHIFTS" "$OUT/stems-j2" exact 2 || true; fi
+fi
 
 # (3) where demix's time goes: every backend op timed (a slower run of its own)
 : > "$OUT/profile.txt"
 if [ "$PROFILE" = 1 ] && [ "$MODEL" != hpss ]; then
   pcmd=(env DEMIX_PROFILE=1 DEMIX_CUDA_TF32=0 "$BUILD/demix" separate --repo "$OUT/repo" -n "$MODEL" --shifts "$SHIFTS"
         --overlap "$OVERLAP" -j "$JOBS" -d "$DEVICE" --float32 --overwrite -o "$OUT/stems-profile" "$OUT/track.wav")
-  echo "${pcmd[*]}" >> "$CMDS"
-  "${pcmd[@]}" 2> "$OUT/profile.log" || echo "bench/separate: the profiled run failed (see $OUT/profile.log)" >&2
-  sed -n '/^profile (DEMIX_PROFILE)/,$p' "$OUT/profile.log" | tee "$OUT/profile.txt" >&2
+  prc=0
+  if limit; then
+    echo "${pcmd[*]}" >> "$CMDS"
+    "${LIMIT[@]}" "${pcmd[@]}" 2> "$OUT/profile.log" || prc=$?
+  else prc=125
+  fi
+  if [ "$prc" = 0 ]; then
+    sed -n '/^profile (DEMIX_PROFILE)/,$p' "$OUT/profile.log" | tee "$OUT/profile.txt" >&2
+  else
+    failed_run "demix (DEMIX_PROFILE=1)" exact "$prc" "$OUT/profile.log" > /dev/null
+  fi
 fi
 
 if [ "$RECORD" = 1 ]; then
-  "$PY" - "$ROOT/bench/RESULTS.md" "$RUNS" "$CMDS" "$CMDLINE" "$BUILD" "$LOAD0" "$OUT/profile.txt" <<'PYEOF'
+  "$PY" - "$ROOT/bench/RESULTS.md" "$RUNS" "$CMDS" "$CMDLINE" "$BUILD" "$LOAD0" "$OUT/profile.txt" "$MODEL" "$DEVICE" <<'PYEOF'
 import datetime, json, os, platform, subprocess, sys
-results, runs, cmds, cmdline, build, load, profile = sys.argv[1:]
+results, runs, cmds, cmdline, build, load, profile, model, device = sys.argv[1:]
 rows = [json.loads(l) for l in open(runs) if l.strip()]
 def sh(c):
     try:
@@ -270,8 +313,7 @@ load_after = sh("cut -d' ' -f1-3 /proc/loadavg")
 btype = sh(f"sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' '{build}/CMakeCache.txt'")
 now = datetime.datetime.now(datetime.timezone.utc)
 timed = [r for r in rows if "impl" in r and "wall_s" in r]
-model = timed[0]["model"] if timed else "?"
-out = [f"\n## Stem separation run {now:%Y-%m-%dT%H:%MZ} ({model}, {timed[0]['device'] if timed else '?'})\n"]
+out = [f"\n## Stem separation run {now:%Y-%m-%dT%H:%MZ} ({model}, {device})\n"]
 out.append(f"- machine: {cpu}, {cores} cores, {mem} GiB RAM" + (f", GPU {gpu}" if gpu else "") +
            f"; load average before the run: {load}, after: {load_after}")
 out.append(f"- date: {now:%Y-%m-%dT%H:%M:%SZ}; commit {commit}" + (" (with local changes)" if dirty else "") +
@@ -284,6 +326,11 @@ for r in rows:
         out.append(f"- agreement (shifts 0, same track): relative L2 demix vs official {r['rel_l2']:.3g} over all stems "
                    f"({', '.join(f'{k} {v:.3g}' for k, v in r['per_source'].items())}); "
                    f"{'within' if r['ok'] else 'NOT within'} 2e-3")
+for r in rows:
+    if "error" in r:
+        out.append(f"- not measured: {r['impl']} ({r.get('precision') or 'exact'}): {r['error']}")
+    elif "check" in r and "rel_l2" not in r:
+        out.append(f"- agreement check {r['check']}")
 out.append("")
 out.append("| implementation | precision | shifts | track | wall (process) | separation alone | x-realtime (process) | peak RSS | peak GPU |")
 out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -4,25 +4,39 @@
 # dependencies. Run from the source tree:
 #
 #   tests/gpu/run.sh PACK [--bench | --bench-only] [--seconds 180] [--tracks 100]
+#                    [--time S] [--out DIR]
 #
 # Each program in PACK/bin/gpu_* compares the CUDA backend with the CPU
 # reference (see tests/gpu/*.c); one with no GPU to run on counts as failed,
 # so a green run always means the CUDA code ran. Logs and the arrays of a
 # failing comparison go to $DEMIX_BUILD (default /tmp/demix-gpu). --bench
 # (--bench-only: without the tier, for a second call) then runs
-# bench/analysis (CPU and CUDA backends, librosa beside them when the
-# host's python has it) and bench/separate on htdemucs_full_random with
-# the official Demucs beside it (its python needs torch and numpy, and
-# the official code: DEMUCS_PY, else the pack's official/), both writing into
-# bench/RESULTS.md. The last line is "N passed, N failed" for the tier.
+# bench/analysis (CPU and CUDA backends, librosa beside them) and
+# bench/separate on htdemucs_full_random with the official Demucs beside it
+# (its python needs torch and numpy, and the official code: DEMUCS_PY, else
+# the pack's official/), both writing into bench/RESULTS.md. librosa comes
+# from the pack's wheels/ when the host's python lacks it (installed under
+# $DEMIX_BUILD/site, only the packages that do not import already). The last
+# line is "N passed, N failed" for the tier.
+# --time S: the whole run's seconds (a device call of fixed length): each
+# program and benchmark is stopped at the limit, the analysis benchmark
+# leaves the separation benchmark at least a third of what is left, and the
+# separation benchmark records what it measured (bench/separate --time-limit).
+# --out DIR: after every step, DIR gets RESULTS.md (bench/RESULTS.md as it
+# stands), tier.txt (each program's verdict and failing lines) and logs.tgz
+# (the logs, and the arrays of failing comparisons while they fit 15 MiB), so
+# a call stopped early still brings back what was done.
 # DEMIX_GPU_TEST_DEVICE=cpu runs the programs with the CPU backend standing
 # in for CUDA (tests/gpu/gpu_side.h): a check of a pack and of the programs
 # on a host without a GPU, not of the CUDA code.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PACK="" BENCH=0 TIER=1 SECS=180 TRACKS=100
+PACK="" BENCH=0 TIER=1 SECS=180 TRACKS=100 DEADLINE="" OUTDIR=""
+START=$(date +%s)
 while [ $# -gt 0 ]; do
   case $1 in
+    --time) DEADLINE=$((START + $2)); shift 2 ;;
+    --out) OUTDIR=$(mkdir -p "$2" && cd "$2" && pwd); shift 2 ;;
     --bench) BENCH=1; shift ;;
     --bench-only) BENCH=1 TIER=0; shift ;;
     --seconds) SECS=$2; shift 2 ;;
@@ -38,33 +52,82 @@ export DEMIX_REFERENCE=${DEMIX_REFERENCE:-$PACK/ref} DEMIX_SOURCE=$ROOT DEMIX_BU
 # the official Demucs for bench/separate: the pack's, unless DEMUCS_PY names one
 [ -z "${DEMUCS_PY:-}" ] && [ -d "$PACK/official/demucs" ] && export DEMUCS_PY=$PACK/official
 mkdir -p "$DEMIX_BUILD/tests"
-command -v nvidia-smi > /dev/null && nvidia-smi -L
+: > "$DEMIX_BUILD/tier.txt"
+command -v nvidia-smi > /dev/null && nvidia-smi -L | tee -a "$DEMIX_BUILD/tier.txt"
+
+# left: seconds to the --time limit (a day without one)
+left() { if [ -n "$DEADLINE" ]; then echo $((DEADLINE - $(date +%s))); else echo 86400; fi; }
+# save: what is done so far into --out
+save() {
+  [ -n "$OUTDIR" ] || return 0
+  cp "$ROOT/bench/RESULTS.md" "$OUTDIR/RESULTS.md"
+  cp "$DEMIX_BUILD/tier.txt" "$OUTDIR/tier.txt"
+  tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench . 2> /dev/null
+  if [ "$(stat -c %s "$OUTDIR/logs.tgz")" -gt $((15 << 20)) ]; then # the arrays do not fit: logs alone
+    tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench --exclude='*.f32' . 2> /dev/null
+  fi
+}
 
 passed=0 failed=0
 for t in "$PACK"/bin/gpu_*; do
   [ $TIER = 1 ] || break
   name=$(basename "$t")
   start=$(date +%s)
-  timeout 1200 "$t" > "$DEMIX_BUILD/$name.log" 2>&1
-  rc=$?
+  limit=$(left)
+  ((limit > 1200)) && limit=1200
+  if ((limit < 10)); then rc=124; else timeout -k 5 "$limit" "$t" > "$DEMIX_BUILD/$name.log" 2>&1; rc=$?; fi
   case $rc in
     0) passed=$((passed + 1)); verdict=passed ;;
     77) failed=$((failed + 1)); verdict="skipped (no GPU): counted as failed" ;;
+    124 | 137) failed=$((failed + 1)); verdict="STOPPED at the time limit" ;;
     *) failed=$((failed + 1)); verdict="FAILED (exit $rc)" ;;
   esac
-  printf '== %s: %s in %d s\n' "$name" "$verdict" $(($(date +%s) - start))
-  grep -iE 'fail|error|skipped' "$DEMIX_BUILD/$name.log" | head -n 40
-  tail -n 1 "$DEMIX_BUILD/$name.log"
+  {
+    printf '== %s: %s in %d s\n' "$name" "$verdict" $(($(date +%s) - start))
+    grep -iE 'fail|error|skipped' "$DEMIX_BUILD/$name.log" 2> /dev/null | head -n 40
+    tail -n 1 "$DEMIX_BUILD/$name.log" 2> /dev/null
+  } | tee -a "$DEMIX_BUILD/tier.txt"
+  save
 done
 
 if [ $BENCH = 1 ]; then
   librosa=--no-librosa
   PY=${PYTHON:-python3}
+  if ! "$PY" -c 'import librosa' 2> /dev/null && [ -d "$PACK/wheels" ]; then
+    # only what the host's python lacks: its own numpy, scipy, numba... stay
+    need=()
+    for w in "$PACK"/wheels/*.whl; do
+      m=$(basename "$w" | cut -d- -f1)
+      "$PY" -c "import $m" 2> /dev/null || need+=("$w")
+    done
+    if ((${#need[@]})); then
+      "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$DEMIX_BUILD/site" "${need[@]}"
+    fi
+    export PYTHONPATH=$DEMIX_BUILD/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
   "$PY" -c 'import librosa' 2> /dev/null && librosa=""
-  PYTHON=$PY "$ROOT/bench/analysis/run.sh" --build "$PACK/bin" --no-build $librosa --tracks "$TRACKS" --seconds "$SECS" ||
-    echo "bench/analysis failed (exit $?)"
-  PYTHON=$PY "$ROOT/bench/separate/run.sh" --build "$PACK/bin" --full --seconds "$SECS" --device cuda --record --profile ||
-    echo "bench/separate failed (exit $?)"
+  [ -n "$librosa" ] && echo "bench/analysis: librosa does not import with $PY; demix alone" | tee -a "$DEMIX_BUILD/tier.txt"
+  # the analysis leaves the separation at least a third of what is left
+  limit=$(($(left) * 2 / 3))
+  if ((limit >= 30)); then
+    PYTHON=$PY timeout -k 5 "$limit" "$ROOT/bench/analysis/run.sh" --build "$PACK/bin" --no-build $librosa \
+      --tracks "$TRACKS" --seconds "$SECS" --out "$DEMIX_BUILD/bench/analysis" 2>&1 | tee "$DEMIX_BUILD/bench-analysis.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || echo "bench/analysis failed (exit $rc)" | tee -a "$DEMIX_BUILD/tier.txt"
+  else
+    echo "bench/analysis left out: the time limit was near" | tee -a "$DEMIX_BUILD/tier.txt"
+  fi
+  save
+  limit=$(($(left) - 15)) # the rest, less the final copy
+  if ((limit >= 30)); then
+    PYTHON=$PY "$ROOT/bench/separate/run.sh" --build "$PACK/bin" --full --seconds "$SECS" --device cuda --record \
+      --profile --time-limit "$limit" --out "$DEMIX_BUILD/bench/separate" 2>&1 | tee "$DEMIX_BUILD/bench-separate.log"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || echo "bench/separate failed (exit $rc)" | tee -a "$DEMIX_BUILD/tier.txt"
+  else
+    echo "bench/separate left out: the time limit was near" | tee -a "$DEMIX_BUILD/tier.txt"
+  fi
 fi
-printf '%d passed, %d failed\n' "$passed" "$failed"
+printf '%d passed, %d failed\n' "$passed" "$failed" | tee -a "$DEMIX_BUILD/tier.txt"
+save
 [ $failed = 0 ]
