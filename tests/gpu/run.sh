@@ -22,6 +22,10 @@
 # program and benchmark is stopped at the limit, the analysis benchmark
 # leaves the separation benchmark at least a third of what is left, and the
 # separation benchmark records what it measured (bench/separate --time-limit).
+# A program that fails (not by the limit) runs once more under
+# compute-sanitizer's memcheck when the host has it (at most 3 minutes, or a
+# third of what is left), its report in $DEMIX_BUILD/<name>.memcheck.log:
+# an out-of-bounds or misaligned access is named by kernel and address.
 # --out DIR: after every step, DIR gets RESULTS.md (bench/RESULTS.md as it
 # stands), tier.txt (each program's verdict and failing lines) and logs.tgz
 # (the logs, and the arrays of failing comparisons while they fit 15 MiB), so
@@ -86,6 +90,18 @@ for t in "$PACK"/bin/gpu_*; do
     printf '== %s: %s in %d s\n' "$name" "$verdict" $(($(date +%s) - start))
     grep -iE 'fail|error|skipped' "$DEMIX_BUILD/$name.log" 2> /dev/null | head -n 40
     tail -n 1 "$DEMIX_BUILD/$name.log" 2> /dev/null
+  } | tee -a "$DEMIX_BUILD/tier.txt"
+  save
+  case $rc in 0 | 77 | 124 | 137) continue ;; esac
+  sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2> /dev/null) || continue
+  limit=$(($(left) / 3))
+  ((limit > 180)) && limit=180
+  ((limit >= 20)) || continue
+  timeout -k 5 "$limit" "$sanitizer" --tool memcheck --print-limit 20 "$t" > "$DEMIX_BUILD/$name.memcheck.log" 2>&1
+  {
+    printf '== %s under memcheck (exit %d):\n' "$name" $?
+    grep -E '^=+ (Invalid|Program hit|Misaligned|Out-of-range|ERROR SUMMARY)|^=+ +at ' \
+      "$DEMIX_BUILD/$name.memcheck.log" | head -n 20
   } | tee -a "$DEMIX_BUILD/tier.txt"
   save
 done
