@@ -81,6 +81,9 @@ static dx_status writer_open_sf(dx_audio_writer *w, dx_errbuf *err) {
   w->sf = sf_open(w->tmp, SFM_WRITE, &w->si);
   if (!w->sf) return dx_fail(err, DX_ERR_IO, "cannot write %s: %s", w->path, sf_strerror(NULL));
   sf_command(w->sf, SFC_SET_CLIPPING, NULL, SF_TRUE); /* integer formats clip instead of wrapping */
+  /* no PEAK chunk in float WAVs: it carries the time of writing, so the same
+   * stems would never give the same bytes (checksums, caches, ETags) */
+  sf_command(w->sf, SFC_SET_ADD_PEAK_CHUNK, NULL, SF_FALSE);
   return DX_OK;
 }
 

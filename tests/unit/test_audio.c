@@ -53,6 +53,52 @@ DX_TEST(write_and_read_back_every_encoding) {
   free(x);
 }
 
+static unsigned char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  rewind(f);
+  unsigned char *b = malloc(*n ? *n : 1);
+  if (b && fread(b, 1, *n, f) != *n) {
+    free(b);
+    b = NULL;
+  }
+  fclose(f);
+  return b;
+}
+
+/* The same samples give the same bytes: a float WAV has no PEAK chunk (it
+ * holds the time of writing). */
+DX_TEST(same_samples_same_bytes) {
+  const dx_audio_encoding encs[] = {DX_ENC_WAV_PCM16, DX_ENC_WAV_PCM24, DX_ENC_WAV_FLOAT, DX_ENC_FLAC};
+  size_t n = 4410;
+  float *x = sine(2, n, 440, 44100, 0.5);
+  for (size_t k = 0; k < sizeof encs / sizeof encs[0]; k++) {
+    char name_a[32], name_b[32];
+    snprintf(name_a, sizeof name_a, "same%zu_a.%s", k, dx_audio_encoding_ext(encs[k]));
+    snprintf(name_b, sizeof name_b, "same%zu_b.%s", k, dx_audio_encoding_ext(encs[k]));
+    char pa[256], pb[256];
+    snprintf(pa, sizeof pa, "%s", tmp_path(name_a));
+    snprintf(pb, sizeof pb, "%s", tmp_path(name_b));
+    dx_errbuf err = {{0}};
+    CHECK(dx_audio_write(pa, x, 2, n, 44100, encs[k], &err) == DX_OK);
+    CHECK(dx_audio_write(pb, x, 2, n, 44100, encs[k], &err) == DX_OK);
+    size_t na = 0, nb = 0;
+    unsigned char *a = slurp(pa, &na), *b = slurp(pb, &nb);
+    CHECK(a && b);
+    CHECK_MSG(a && b && na == nb && !memcmp(a, b, na), "%s: two writes differ", name_a);
+    int peak = 0;
+    for (size_t i = 0; a && i + 4 <= na; i++) peak |= !memcmp(a + i, "PEAK", 4);
+    CHECK_MSG(!peak, "%s has a PEAK chunk", name_a);
+    free(a);
+    free(b);
+    unlink(pa);
+    unlink(pb);
+  }
+  free(x);
+}
+
 DX_TEST(truncated_wav_is_corrupt_and_text_unsupported) {
   size_t n = 22050;
   float *x = sine(1, n, 1000, 22050, 0.3);
@@ -130,6 +176,7 @@ DX_TEST(remix_channels) {
   dx_audio_free(&out);
 }
 
-DX_TEST_MAIN(DX_T(write_and_read_back_every_encoding), DX_T(truncated_wav_is_corrupt_and_text_unsupported),
+DX_TEST_MAIN(DX_T(write_and_read_back_every_encoding), DX_T(same_samples_same_bytes),
+             DX_T(truncated_wav_is_corrupt_and_text_unsupported),
              DX_T(probe_from_memory_matches_file), DX_T(too_long_is_refused), DX_T(resample_keeps_frequency_and_level),
              DX_T(remix_channels))
