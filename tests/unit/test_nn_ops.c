@@ -2,10 +2,12 @@
  * naive reference loops written here (double accumulation) or hand-computed
  * answers: convolutions and transposed convolutions with strides, padding,
  * dilation and crops, GEMM/linear/attention/softmax, the norms, elementwise
- * ops, permute/pad/copy, STFT against a direct DFT and iSTFT round trips. */
+ * ops, permute/pad/copy, STFT against a direct DFT and iSTFT round trips;
+ * and that split products give the same bits whoever holds the ops' pool. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/nn_cpu.h" /* dx_cpu_parallel: to call an op with the pool held */
 #include "dx_backend.h"
 #include "dx_nn_ops.h"
 #include "dx_test.h"
@@ -477,6 +479,53 @@ DX_TEST(istft_inverts_stft) {
   free(x); free(z); free(y); free(zi); free(y2);
 }
 
+/* ---- results independent of the pool ---- */
+
+typedef struct {
+  int ta, tb, m, n, k;
+  float beta;
+  const float *a, *b;
+  float *c;
+  dx_status st;
+} held_gemm;
+
+/* Part 0 of a two-part pool job runs the product, so the pool is busy and
+ * the product's own split runs serially in this thread. */
+static void gemm_pool_held(void *p, long long i0, long long i1) {
+  held_gemm *g = p;
+  (void)i1;
+  if (i0 == 0)
+    g->st = nn->gemm(be, g->ta, g->tb, g->m, g->n, g->k, 0.7f, g->a, g->ta ? g->m : g->k, 0, g->b, g->tb ? g->k : g->n,
+                     0, g->beta, g->c, g->n, 0, 1);
+}
+
+DX_TEST(products_same_bits_with_pool_free_or_busy) {
+  setup();
+  /* the first two split differently by threads once gave other sums (both
+   * operands transposed); the rest are Demucs transformer and conv shapes */
+  const int shapes[][6] = {{12, 300, 372, 1, 1, 1},  {218, 390, 23, 1, 1, 1},  {2688, 512, 512, 0, 1, 0},
+                           {2688, 2048, 512, 0, 1, 0}, {384, 2688, 48, 0, 1, 0}, {48, 65536, 48, 0, 0, 1},
+                           {1000, 300, 700, 1, 0, 1}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const int *s = shapes[i];
+    int m = s[0], n = s[1], k = s[2];
+    float *a = rnd((size_t)m * k), *b = rnd((size_t)k * n), *c0 = rnd((size_t)m * n);
+    float *c1 = malloc((size_t)m * n * sizeof *c1), *c2 = malloc((size_t)m * n * sizeof *c2);
+    memcpy(c1, c0, (size_t)m * n * sizeof *c1);
+    memcpy(c2, c0, (size_t)m * n * sizeof *c2);
+    float beta = s[5] ? 0.5f : 0.0f;
+    CHECK(nn->gemm(be, s[3], s[4], m, n, k, 0.7f, a, s[3] ? m : k, 0, b, s[4] ? k : n, 0, beta, c1, n, 0, 1) == DX_OK);
+    held_gemm g = {s[3], s[4], m, n, k, beta, a, b, c2, DX_ERR_INTERNAL};
+    dx_cpu_parallel(2, 1, gemm_pool_held, &g);
+    CHECK(g.st == DX_OK);
+    size_t diff = 0;
+    for (size_t j = 0; j < (size_t)m * n; j++) diff += c1[j] != c2[j];
+    CHECK_MSG(diff == 0, "%dx%dx%d trans %d %d: %zu of %zu elements differ", m, n, k, s[3], s[4], diff,
+              (size_t)m * n);
+    free(a); free(b); free(c0); free(c1); free(c2);
+  }
+}
+
 static void teardown(void) {
   if (be) be->destroy(be);
   be = NULL;
@@ -486,4 +535,4 @@ DX_TEST(done) { teardown(); }
 DX_TEST_MAIN(DX_T(conv1d_matches_reference), DX_T(conv2d_matches_reference), DX_T(conv_transpose_matches_reference),
              DX_T(gemm_linear_softmax), DX_T(attention_matches_reference), DX_T(norms_match_reference),
              DX_T(elementwise_match_libm), DX_T(elementwise_known_answers), DX_T(permute_pad_copy), DX_T(stft_matches_dft), DX_T(istft_inverts_stft),
-             DX_T(done))
+             DX_T(products_same_bits_with_pool_free_or_busy), DX_T(done))
