@@ -7,13 +7,10 @@
  * separation's CPU time went to the scheduler). Instead a large product is
  * cut into contiguous blocks of C's rows (or of its columns when there are
  * fewer of them) and each pool thread multiplies its block with one
- * single-threaded OpenBLAS call. A row of C then gets the same bits whatever
- * the split (so whatever the thread count, and whether another worker held
- * the pool; tests/unit/test_nn_ops.c checks it on the model's shapes), except
- * with both operands transposed: there OpenBLAS sums in another order when
- * the call around a row has another shape, so such a product (no op uses
- * one) runs in one call. Cutting into chunks fixed by the shape instead
- * would repack the other operand for every chunk (~5 % slower on HTDemucs).
+ * single-threaded OpenBLAS call. Every block is large (SPLIT_MIN_MACS), so
+ * OpenBLAS takes the same path for it as for the whole product and a row of
+ * C gets the same bits whatever the split: whatever the thread count, and
+ * whether another worker held the pool (tests/unit/test_nn_ops.c).
  * Threading: reentrant (concurrent single-threaded OpenBLAS calls are
  * safe); a call from inside a pool job runs unsplit in that thread. */
 #include <cblas.h>
@@ -22,8 +19,12 @@
 
 #include "nn_cpu.h"
 
-/* Products of fewer multiply-adds than this run in one call. */
-#define SPLIT_MIN_MACS (1LL << 20)
+/* Products of fewer multiply-adds than twice this run in one call, and a
+ * split gives every block at least this many. OpenBLAS computes products
+ * under 100^3 multiply-adds with its small-matrix kernels, which sum in
+ * another order than its general path: a block under that size would get
+ * other bits than the same rows in the whole call. */
+#define SPLIT_MIN_MACS (1LL << 21)
 /* Row or column blocks are multiples of this (a few SGEMM kernel tiles). */
 #define SPLIT_ALIGN 16
 
@@ -61,9 +62,12 @@ void dx_cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, co
   if (m <= 0 || n <= 0) return;
   sgemm_ctx g = {trans_a, trans_b, m, n, k, lda, ldb, ldc, m >= n, alpha, beta, a, b, c};
   long long blocks = ((g.by_rows ? m : n) + SPLIT_ALIGN - 1) / SPLIT_ALIGN;
-  if ((long long)m * n * (k > 0 ? k : 1) < SPLIT_MIN_MACS || blocks < 2 || (trans_a && trans_b)) {
+  /* a part gets at least `grain` blocks, at most one of them short */
+  long long per_block = (long long)SPLIT_ALIGN * (g.by_rows ? n : m) * (k > 0 ? k : 1);
+  long long grain = (SPLIT_MIN_MACS + per_block - 1) / per_block + 1;
+  if (blocks < 2 * grain) {
     sgemm_range(&g, 0, blocks);
     return;
   }
-  dx_cpu_parallel(blocks, 1, sgemm_range, &g);
+  dx_cpu_parallel(blocks, grain, sgemm_range, &g);
 }

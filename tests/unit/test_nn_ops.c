@@ -501,11 +501,13 @@ static void gemm_pool_held(void *p, long long i0, long long i1) {
 
 DX_TEST(products_same_bits_with_pool_free_or_busy) {
   setup();
-  /* the first two split differently by threads once gave other sums (both
-   * operands transposed); the rest are Demucs transformer and conv shapes */
-  const int shapes[][6] = {{12, 300, 372, 1, 1, 1},  {218, 390, 23, 1, 1, 1},  {2688, 512, 512, 0, 1, 0},
-                           {2688, 2048, 512, 0, 1, 0}, {384, 2688, 48, 0, 1, 0}, {48, 65536, 48, 0, 0, 1},
-                           {1000, 300, 700, 1, 0, 1}};
+  /* {m, n, k, trans_a, trans_b, beta 0.5}: the first six, split in two, once
+   * made blocks under OpenBLAS's small-matrix size, which sum in another
+   * order; the rest are Demucs transformer, attention and conv shapes */
+  const int shapes[][6] = {{12, 300, 372, 1, 1, 1},    {218, 390, 23, 1, 1, 1},   {193, 149, 65, 0, 0, 0},
+                           {53, 390, 64, 0, 0, 1},     {33, 166, 339, 1, 0, 0},   {988, 11, 101, 1, 0, 1},
+                           {2688, 512, 512, 0, 1, 0},  {2688, 2048, 512, 0, 1, 0}, {1560, 2688, 64, 0, 1, 0},
+                           {384, 2688, 48, 0, 1, 0},   {48, 65536, 48, 0, 0, 1},  {1000, 300, 700, 1, 0, 1}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const int *s = shapes[i];
     int m = s[0], n = s[1], k = s[2];
