@@ -22,6 +22,10 @@
 # program and benchmark is stopped at the limit, the analysis benchmark
 # leaves the separation benchmark at least a third of what is left, and the
 # separation benchmark records what it measured (bench/separate --time-limit).
+# Libraries the binaries need that neither PACK/lib nor the loader's path
+# has (a host whose cuDNN, cuBLAS... came with its Python's nvidia-*
+# packages, or sit in /usr/local/cuda) are looked up there and their
+# folders put on LD_LIBRARY_PATH; tier.txt says what was found where.
 # A program that fails (not by the limit) runs once more under
 # compute-sanitizer's memcheck when the host has it (at most 3 minutes, or a
 # third of what is left), its report in $DEMIX_BUILD/<name>.memcheck.log:
@@ -58,6 +62,29 @@ export DEMIX_REFERENCE=${DEMIX_REFERENCE:-$PACK/ref} DEMIX_SOURCE=$ROOT DEMIX_BU
 mkdir -p "$DEMIX_BUILD/tests"
 : > "$DEMIX_BUILD/tier.txt"
 command -v nvidia-smi > /dev/null && nvidia-smi -L | tee -a "$DEMIX_BUILD/tier.txt"
+PY=${PYTHON:-python3}
+
+# missing: the libraries the pack's binaries need that the loader does not find
+missing() { ldd "$PACK"/bin/* 2> /dev/null | awk '/=> not found/ {print $1}' | sort -u; }
+libs=$(missing)
+if [ -n "$libs" ]; then
+  dirs=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu)
+  for sp in $("$PY" -c 'import site; print(" ".join(site.getsitepackages()))' 2> /dev/null); do
+    [ -d "$sp/nvidia" ] && while read -r d; do dirs+=("$d"); done < <(find "$sp/nvidia" -name 'lib*.so*' -printf '%h\n' | sort -u)
+  done
+  for lib in $libs; do
+    found=""
+    for d in "${dirs[@]}"; do [ -e "$d/$lib" ] && { found=$d; break; }; done
+    [ -z "$found" ] && found=$(timeout 60 find / -xdev -name "$lib" -printf '%h\n' 2> /dev/null | head -n 1)
+    [ -n "$found" ] || continue
+    case ":$LD_LIBRARY_PATH:" in *":$found:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$found ;; esac
+    echo "libraries: $lib from $found" >> "$DEMIX_BUILD/tier.txt"
+  done
+  export LD_LIBRARY_PATH
+  still=$(missing)
+  [ -n "$still" ] && echo "libraries not found anywhere:" $still >> "$DEMIX_BUILD/tier.txt"
+  grep '^libraries' "$DEMIX_BUILD/tier.txt"
+fi
 
 # left: seconds to the --time limit (a day without one)
 left() { if [ -n "$DEADLINE" ]; then echo $((DEADLINE - $(date +%s))); else echo 86400; fi; }
@@ -108,7 +135,6 @@ done
 
 if [ $BENCH = 1 ]; then
   librosa=--no-librosa
-  PY=${PYTHON:-python3}
   if ! "$PY" -c 'import librosa' 2> /dev/null && [ -d "$PACK/wheels" ]; then
     # only what the host's python lacks: its own numpy, scipy, numba... stay
     need=()
