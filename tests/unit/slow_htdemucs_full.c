@@ -1,8 +1,7 @@
-/* slow_htdemucs_full.c (slow tier): the released htdemucs shapes on the CPU,
- * from htdemucs_full_random (made by the kit's make_kit.py with FULL=1 where
- * torch and the official demucs are present; looked for in
- * $DEMIX_REFERENCE/demucs/, skipped when absent):
- *   - forward/output within 1e-4 relative L2;
+/* slow_htdemucs_full.c (slow tier): the long-track procedure around the
+ * released htdemucs shapes on the CPU, from htdemucs_full_random (made by
+ * tools/make-reference; looked for in $DEMIX_REFERENCE/demucs/, skipped when
+ * absent; its forward is checked in slow_full_forward.c):
  *   - the long-track procedure on a track exactly one segment long (shifts 0,
  *     overlap 0) equals the outer normalisation around one forward call: one
  *     chunk, run at its own length, weights that cancel (with the default
@@ -44,24 +43,6 @@ static dx_apply_model as_apply(void) {
   const dx_model_info *in = dx_model_get_info(model);
   dx_apply_model m = {in->n_sources, in->audio_channels, in->samplerate, in->segment, 1, valid, fwd, model};
   return m;
-}
-
-DX_TEST(forward_matches_reference) {
-  if (!setup()) SKIP("htdemucs_full_random not in the reference kit (make_kit.py FULL=1)");
-  size_t ni = 0, no = 0;
-  float *in = dx_test_read_tensor(dx_test_ref_path("demucs/htdemucs_full_random/forward_input.f16"), &ni);
-  float *ref = dx_test_read_tensor(dx_test_ref_path("demucs/htdemucs_full_random/forward_output.f32"), &no);
-  CHECK(in && ref);
-  if (!in || !ref) return;
-  float *out = malloc(no * sizeof *out);
-  dx_errbuf err = {{0}};
-  CHECK_MSG(dx_model_forward(model, be, in, ni / 2, out, &err) == DX_OK, "%s", err.msg);
-  double e = dx_test_rel_l2(out, ref, no);
-  fprintf(stderr, "  forward rel L2 %.3g\n", e);
-  CHECK_MSG(e < 1e-4, "rel L2 %.3g", e);
-  free(in);
-  free(ref);
-  free(out);
 }
 
 DX_TEST(one_segment_is_one_forward) {
@@ -120,5 +101,5 @@ DX_TEST(zz_release) {
   model = NULL;
 }
 
-DX_TEST_MAIN(DX_T(forward_matches_reference), DX_T(one_segment_is_one_forward), DX_T(long_track_is_repeatable),
+DX_TEST_MAIN(DX_T(one_segment_is_one_forward), DX_T(long_track_is_repeatable),
              DX_T(zz_release))
