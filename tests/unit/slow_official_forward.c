@@ -1,12 +1,15 @@
-/* slow_full_forward.c (slow tier): every full-size graph family on the CPU
- * against the official implementation, from the cases tools/make-reference
- * makes with seeded random weights (looked for in $DEMIX_REFERENCE/demucs/,
- * each skipped when absent):
+/* slow_official_forward.c (slow tier): every graph family at full size, and
+ * variants the shared kit lacks, on the CPU against the official
+ * implementation, from the cases tools/make-reference makes with seeded
+ * random weights (looked for in $DEMIX_REFERENCE/demucs/, each skipped when
+ * absent):
  *   - htdemucs_full_random: HTDemucs with the released htdemucs shapes;
  *   - hdemucs_full_random: HDemucs with hdemucs_mmi's configuration, on 20 s
  *     (the BiLSTM over several of its 200-step windows);
  *   - demucs_full_random: the time-only Demucs v3 with its defaults
- *     (resampling and normalisation inside the model), on 8 s.
+ *     (resampling and normalisation inside the model), on 8 s;
+ *   - hdemucs_old_tiny: a small HDemucs with hybrid_old (zero padding
+ *     before its STFT, another crop after the inverse), as some MDX models.
  * forward/output within 1e-4 relative L2 (the relative L2 is printed; a
  * failing output is dumped for a look). */
 #include <stdio.h>
@@ -51,6 +54,7 @@ static void forward_case(const char *name) {
 DX_TEST(htdemucs_forward_matches_reference) { forward_case("htdemucs_full_random"); }
 DX_TEST(hdemucs_forward_matches_reference) { forward_case("hdemucs_full_random"); }
 DX_TEST(demucs_v3_forward_matches_reference) { forward_case("demucs_full_random"); }
+DX_TEST(hdemucs_hybrid_old_forward_matches_reference) { forward_case("hdemucs_old_tiny"); }
 
 DX_TEST(zz_release) {
   dx_backend_close(be);
@@ -58,4 +62,5 @@ DX_TEST(zz_release) {
 }
 
 DX_TEST_MAIN(DX_T(htdemucs_forward_matches_reference), DX_T(hdemucs_forward_matches_reference),
-             DX_T(demucs_v3_forward_matches_reference), DX_T(zz_release))
+             DX_T(demucs_v3_forward_matches_reference), DX_T(hdemucs_hybrid_old_forward_matches_reference),
+             DX_T(zz_release))
