@@ -5,7 +5,10 @@
  * the kit stores float32 (.f32) and below 2e-3 where it stores float16
  * (.f16). Cases: htdemucs_tiny, htdemucs_6s_tiny, hdemucs_tiny, demucs_tiny,
  * bag_part_a and bag_part_b (forward), bag_tiny (two checkpoints with
- * per-source weights). TF32 is turned off. Every forward case also runs on
+ * per-source weights), and where tools/make-reference has made them
+ * (tests/gpu/run.sh does on a host with torch) the full-size
+ * htdemucs_full_random, hdemucs_full_random, demucs_full_random and
+ * hdemucs_old_tiny (forward). TF32 is turned off. Every forward case also runs on
  * the CPU with the layer observer on both sides, and the first submodule
  * whose GPU output departs from the CPU one (relative error above 1e-5) is
  * named, so a failure points at a layer (a diagnostic; the verdict is the
@@ -298,9 +301,18 @@ DX_TEST(bag_tiny) {
   json_object_put(man);
 }
 
+/* the cases tools/make-reference makes (absent from the shared kit) */
+DX_TEST(made_cases) {
+  single_case("htdemucs_full_random");
+  single_case("hdemucs_full_random");
+  single_case("demucs_full_random");
+  single_case("hdemucs_old_tiny");
+}
+
 int main(int argc, char **argv) {
   static const dx_test_case cases[] = {DX_T(htdemucs_tiny), DX_T(htdemucs_6s_tiny), DX_T(hdemucs_tiny),
-                                       DX_T(demucs_tiny), DX_T(bag_parts),        DX_T(bag_tiny)};
+                                       DX_T(demucs_tiny), DX_T(bag_parts),        DX_T(bag_tiny),
+                                       DX_T(made_cases)};
   dx_log_init("gpu_models"); /* CUDA errors are logged (dx_cuda_report) */
   int open_rc = gpu_side_open("gpu_models", &gpu);
   if (open_rc) return open_rc;

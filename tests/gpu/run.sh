@@ -26,6 +26,12 @@
 # has (a host whose cuDNN, cuBLAS... came with its Python's nvidia-*
 # packages, or sit in /usr/local/cuda) are looked up there and their
 # folders put on LD_LIBRARY_PATH; tier.txt says what was found where.
+# Where the host's python has torch and the pack has the official Demucs,
+# tools/make-reference first makes the full-size cases (and
+# htdemucs_full_random for the separation benchmark) into
+# $DEMIX_BUILD/ref, which then serves as the kit: gpu_models compares them
+# too (at most 4 minutes, or a quarter of --time; without them the pack's
+# kit serves).
 # A program that fails (not by the limit) runs once more under
 # compute-sanitizer's memcheck when the host has it (at most 3 minutes, or a
 # third of what is left), its report in $DEMIX_BUILD/<name>.memcheck.log:
@@ -93,11 +99,26 @@ save() {
   [ -n "$OUTDIR" ] || return 0
   cp "$ROOT/bench/RESULTS.md" "$OUTDIR/RESULTS.md"
   cp "$DEMIX_BUILD/tier.txt" "$OUTDIR/tier.txt"
-  tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench . 2> /dev/null
+  tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench --exclude=./ref . 2> /dev/null
   if [ "$(stat -c %s "$OUTDIR/logs.tgz")" -gt $((15 << 20)) ]; then # the arrays do not fit: logs alone
-    tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench --exclude='*.f32' . 2> /dev/null
+    tar czf "$OUTDIR/logs.tgz" -C "$DEMIX_BUILD" --exclude=./site --exclude=./bench --exclude=./ref --exclude='*.f32' . 2> /dev/null
   fi
 }
+
+# the full-size cases, made here by the official code (tools/make-reference)
+if [ -d "$PACK/official/demucs" ] && [ -f "$PACK/ref/demucs/make_kit.py" ] && "$PY" -c 'import torch, numpy' 2> /dev/null; then
+  limit=$(($(left) / 4))
+  ((limit > 240)) && limit=240
+  start=$(date +%s)
+  if ((limit >= 30)) && timeout -k 5 "$limit" "$ROOT/tools/make-reference" --python "$PY" --demucs-py "$PACK/official" \
+    --kit "$PACK/ref/demucs" --out "$DEMIX_BUILD/ref" > "$DEMIX_BUILD/make-reference.log" 2>&1; then
+    export DEMIX_REFERENCE=$DEMIX_BUILD/ref
+    echo "reference: the full-size cases made in $(($(date +%s) - start)) s; kit $DEMIX_REFERENCE" | tee -a "$DEMIX_BUILD/tier.txt"
+  else
+    { echo "reference: tools/make-reference did not finish (the pack's kit serves; log make-reference.log):"
+      tail -n 3 "$DEMIX_BUILD/make-reference.log"; } 2> /dev/null | tee -a "$DEMIX_BUILD/tier.txt"
+  fi
+fi
 
 passed=0 failed=0
 for t in "$PACK"/bin/gpu_*; do
