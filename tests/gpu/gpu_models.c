@@ -7,12 +7,12 @@
  * bag_part_a and bag_part_b (forward), bag_tiny (two checkpoints with
  * per-source weights), and where tools/make-reference has made them
  * (tests/gpu/run.sh does on a host with torch) the full-size
- * htdemucs_full_random, hdemucs_full_random, demucs_full_random and
- * hdemucs_old_tiny (forward). TF32 is turned off. Every forward case also runs on
- * the CPU with the layer observer on both sides, and the first submodule
- * whose GPU output departs from the CPU one (relative error above 1e-5) is
- * named, so a failure points at a layer (a diagnostic; the verdict is the
- * comparison with the kit).
+ * htdemucs_full_random, htdemucs_6s_full_random, hdemucs_full_random and
+ * demucs_full_random, and hdemucs_old_tiny (forward). TF32 is turned off.
+ * Every forward case also runs on the CPU with the layer observer on both
+ * sides, and the first submodule whose GPU output departs from the CPU one
+ * (relative error above 1e-5) is named, so a failure points at a layer (a
+ * diagnostic; the verdict is the comparison with the kit).
  * Without a GPU (or a CUDA build) the program says so and exits 77
  * (DX_TEST_SKIPPED, which the GPU tier counts as failed). A missing kit case
  * skips its test, but a run that compared nothing at all (no kit where
@@ -304,6 +304,7 @@ DX_TEST(bag_tiny) {
 /* the cases tools/make-reference makes (absent from the shared kit) */
 DX_TEST(made_cases) {
   single_case("htdemucs_full_random");
+  single_case("htdemucs_6s_full_random");
   single_case("hdemucs_full_random");
   single_case("demucs_full_random");
   single_case("hdemucs_old_tiny");

@@ -4,6 +4,8 @@
  * random weights (looked for in $DEMIX_REFERENCE/demucs/, each skipped when
  * absent):
  *   - htdemucs_full_random: HTDemucs with the released htdemucs shapes;
+ *   - htdemucs_6s_full_random: the released htdemucs_6s shapes (6 sources,
+ *     a 384-wide transformer: 48-wide heads);
  *   - hdemucs_full_random: HDemucs with hdemucs_mmi's configuration, on 20 s
  *     (the BiLSTM over several of its 200-step windows);
  *   - demucs_full_random: the time-only Demucs v3 with its defaults
@@ -52,6 +54,7 @@ static void forward_case(const char *name) {
 }
 
 DX_TEST(htdemucs_forward_matches_reference) { forward_case("htdemucs_full_random"); }
+DX_TEST(htdemucs_6s_forward_matches_reference) { forward_case("htdemucs_6s_full_random"); }
 DX_TEST(hdemucs_forward_matches_reference) { forward_case("hdemucs_full_random"); }
 DX_TEST(demucs_v3_forward_matches_reference) { forward_case("demucs_full_random"); }
 DX_TEST(hdemucs_hybrid_old_forward_matches_reference) { forward_case("hdemucs_old_tiny"); }
@@ -61,6 +64,7 @@ DX_TEST(zz_release) {
   be = NULL;
 }
 
-DX_TEST_MAIN(DX_T(htdemucs_forward_matches_reference), DX_T(hdemucs_forward_matches_reference),
+DX_TEST_MAIN(DX_T(htdemucs_forward_matches_reference), DX_T(htdemucs_6s_forward_matches_reference),
+             DX_T(hdemucs_forward_matches_reference),
              DX_T(demucs_v3_forward_matches_reference), DX_T(hdemucs_hybrid_old_forward_matches_reference),
              DX_T(zz_release))
