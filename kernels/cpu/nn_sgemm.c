@@ -7,7 +7,7 @@
  * separation's CPU time went to the scheduler). Instead a large product is
  * cut into contiguous blocks of C's rows (or of its columns when there are
  * fewer of them) and each pool thread multiplies its block with one
- * single-threaded OpenBLAS call. Every block is large (SPLIT_MIN_MACS), so
+ * single-threaded OpenBLAS call. Every part is large (SPLIT_MIN_MACS), so
  * OpenBLAS takes the same path for it as for the whole product and a row of
  * C gets the same bits whatever the split: whatever the thread count, and
  * whether another worker held the pool (tests/unit/test_nn_ops.c).
@@ -19,11 +19,12 @@
 
 #include "nn_cpu.h"
 
-/* Products of fewer multiply-adds than twice this run in one call, and a
- * split gives every block at least this many. OpenBLAS computes products
- * under 100^3 multiply-adds with its small-matrix kernels, which sum in
- * another order than its general path: a block under that size would get
- * other bits than the same rows in the whole call. */
+/* A split gives every part at least this many multiply-adds (a product
+ * too small for two such parts runs in one call). OpenBLAS computes small
+ * products (seen up to about 100^3 multiply-adds with its Cooperlake
+ * kernels) with other kernels than its general path, which sum in another
+ * order: a part under that size would get other bits than the same rows in
+ * the whole call. */
 #define SPLIT_MIN_MACS (1LL << 21)
 /* Row or column blocks are multiples of this (a few SGEMM kernel tiles). */
 #define SPLIT_ALIGN 16
