@@ -1,5 +1,6 @@
 /* test_cpu_memory.c: the CPU backend's memory functions: alignment, reuse of
  * large freed blocks within one rounded size class (also across backends),
+ * and by a smaller request of more than half a cached block's size,
  * small blocks never cached, trim and the last close emptying the cache, and
  * blocks passed between threads keeping their contents. */
 #include <pthread.h>
@@ -71,6 +72,33 @@ DX_TEST(large_blocks_reused_by_size_class) {
   CHECK(dx_backend_cpu_cached_bytes() == 0); /* the last close empties it */
 }
 
+DX_TEST(smaller_request_takes_a_cached_block_under_twice_its_size) {
+  dx_backend *a = open_cpu();
+  CHECK(a != NULL);
+  if (!a) return;
+  a->trim(a);
+  void *p8 = NULL, *p5 = NULL, *q = NULL, *r = NULL;
+  CHECK(a->alloc(a, 8 * MIB, &p8) == DX_OK && a->alloc(a, 5 * MIB, &p5) == DX_OK);
+  a->free(a, p8);
+  a->free(a, p5);
+  CHECK(dx_backend_cpu_cached_bytes() == 13 * MIB);
+  CHECK(a->alloc(a, 5 * MIB, &q) == DX_OK && q == p5); /* its own class first */
+  a->free(a, q);
+  CHECK(a->alloc(a, 7 * MIB, &q) == DX_OK && q == p8); /* no 7 MiB block: the 8 MiB one */
+  CHECK(dx_backend_cpu_cached_bytes() == 5 * MIB);
+  memset(q, 0x5a, 7 * MIB);
+  a->free(a, q);
+  CHECK(dx_backend_cpu_cached_bytes() == 13 * MIB); /* back as an 8 MiB block */
+  CHECK(a->alloc(a, 3 * MIB, &r) == DX_OK && r == p5); /* 5 MiB < 2 x 3 MiB */
+  CHECK(a->alloc(a, 2 * MIB, &q) == DX_OK && q != p8); /* 8 MiB is over twice 2 MiB: a new block */
+  CHECK(dx_backend_cpu_cached_bytes() == 8 * MIB);
+  a->free(a, q);
+  a->free(a, r);
+  a->trim(a);
+  CHECK(dx_backend_cpu_cached_bytes() == 0);
+  dx_backend_close(a);
+}
+
 typedef struct {
   dx_backend *be;
   int id, ok;
@@ -116,4 +144,5 @@ DX_TEST(threads_share_the_cache) {
   CHECK(dx_backend_cpu_cached_bytes() == 0);
 }
 
-DX_TEST_MAIN(DX_T(aligned_and_writable), DX_T(large_blocks_reused_by_size_class), DX_T(threads_share_the_cache))
+DX_TEST_MAIN(DX_T(aligned_and_writable), DX_T(large_blocks_reused_by_size_class),
+             DX_T(smaller_request_takes_a_cached_block_under_twice_its_size), DX_T(threads_share_the_cache))
