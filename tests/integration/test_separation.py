@@ -8,7 +8,9 @@ model 422, missing track 404, lalalai 501, a model without weights 422
 MODEL_NOT_INSTALLED; a corrupt checkpoint fails its job with a clear error
 and the engine keeps serving; the kit's separate case of each graph family
 (HTDemucs, HDemucs, time-only Demucs), uploaded and separated through the
-API, gives the official stems. Also `demix separate -n hpss` against librosa."""
+API, gives the official stems; the same job twice at once (the engine's two
+workers sharing the CPU ops' pool) gives the same stem bytes. Also `demix
+separate -n hpss` against librosa."""
 
 import io
 import json
@@ -259,6 +261,27 @@ def test_kit_case_through_the_api_gives_the_official_stems(stack, token, upload,
         ours.append(x.T)
     e = float(np.linalg.norm(np.stack(ours) - ref) / np.linalg.norm(ref))
     assert e < 2e-3, f"{case}: relative L2 {e:.3g} from the official stems"
+
+
+def test_same_job_twice_at_once_gives_the_same_bytes(stack, token, upload, tmp_path):
+    """Two identical jobs (shifts 1: seeded offsets), submitted back to back,
+    are claimed by the engine's two workers at once, whose CPU ops share one
+    thread pool; each stem file of one equals the other's byte for byte."""
+    src = KIT / "htdemucs_tiny.th"
+    if not src.is_file():
+        pytest.skip("reference kit not found")
+    shutil.copy(src, _model_dir(stack) / "htdemucs_tiny.th")
+    tok = token()
+    t = _data(upload(tok, _music(tmp_path / "twice.wav", seconds=20.0)), 201)
+    jobs = [_data(_separate(stack, tok, t["id"], "htdemucs_tiny"), 202)["job_id"] for _ in range(2)]
+    stems = []
+    for j in jobs:
+        done = _wait(stack, tok, j)
+        assert done["status"] == "completed", done
+        stems.append({s["stem"]: stack.get(s["url"], token=tok).content for s in done["stems"]})
+    assert sorted(stems[0]) == ["bass", "drums", "other", "vocals"]
+    for name, data in stems[0].items():
+        assert len(data) > 44 and data == stems[1][name], name
 
 
 def test_request_errors(stack, token, upload, tmp_path):
