@@ -86,6 +86,13 @@ if [ -n "$libs" ]; then
     case ":$LD_LIBRARY_PATH:" in *":$found:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$found ;; esac
     echo "libraries: $lib from $found" >> "$DEMIX_BUILD/tier.txt"
   done
+  # a library from the nvidia-* wheels loads others of them at run time
+  # (cuDNN its sub-libraries, cuBLASLt, NVRTC): all their folders then
+  if grep -q "^libraries: .* from .*/nvidia/" "$DEMIX_BUILD/tier.txt"; then
+    for d in "${dirs[@]}"; do
+      case $d in */nvidia/*) case ":$LD_LIBRARY_PATH:" in *":$d:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d ;; esac ;; esac
+    done
+  fi
   export LD_LIBRARY_PATH
   still=$(missing)
   [ -n "$still" ] && echo "libraries not found anywhere:" $still >> "$DEMIX_BUILD/tier.txt"
