@@ -56,6 +56,14 @@ def _music(path, seconds=3.0, rate=44100):
     return path
 
 
+def _install_kit_model(stack, name):
+    """The kit's NAME.th in the stack's model folder (skips without the kit)."""
+    src = KIT / f"{name}.th"
+    if not src.is_file():
+        pytest.skip("reference kit not found")
+    shutil.copy(src, _model_dir(stack) / f"{name}.th")
+
+
 def _separate(stack, tok, track_id, model, **extra):
     return stack.post("/api/processing/separate", token=tok,
                       json={"track_id": track_id, "model": model, "engine": "local", **extra})
@@ -202,10 +210,7 @@ def _check_zip(stack, data, job_id, model, stem_names):
 
 
 def test_htdemucs_tiny_job(stack, token, upload, tmp_path):
-    src = KIT / "htdemucs_tiny.th"
-    if not src.is_file():
-        pytest.skip("reference kit not found")
-    shutil.copy(src, _model_dir(stack) / "htdemucs_tiny.th")
+    _install_kit_model(stack, "htdemucs_tiny")
     tok = token()
     t = _data(upload(tok, _music(tmp_path / "mix.wav", seconds=9.0)), 201)
     j = _data(_separate(stack, tok, t["id"], "htdemucs_tiny"), 202)
@@ -236,9 +241,7 @@ def test_kit_case_through_the_api_gives_the_official_stems(stack, token, upload,
     overlap 0.25), every stem downloaded: within 2e-3 relative L2 of the
     official separate/output (the stems are 16-bit PCM: about 8e-4 of that is
     their quantisation)."""
-    if not (KIT / f"{case}.th").is_file():
-        pytest.skip("reference kit not found")
-    shutil.copy(KIT / f"{case}.th", _model_dir(stack) / f"{case}.th")
+    _install_kit_model(stack, case)
     man = json.loads((KIT / case / "manifest.json").read_text())
     ten = {t["name"]: t for t in man["tensors"]}
     read = lambda t: np.fromfile(KIT / case / t["file"], dtype=t["dtype"]).reshape(t["shape"]).astype(np.float32)
@@ -267,10 +270,7 @@ def test_same_job_twice_at_once_gives_the_same_bytes(stack, token, upload, tmp_p
     """Two identical jobs (shifts 1: seeded offsets), submitted back to back,
     are claimed by the engine's two workers at once, whose CPU ops share one
     thread pool; each stem file of one equals the other's byte for byte."""
-    src = KIT / "htdemucs_tiny.th"
-    if not src.is_file():
-        pytest.skip("reference kit not found")
-    shutil.copy(src, _model_dir(stack) / "htdemucs_tiny.th")
+    _install_kit_model(stack, "htdemucs_tiny")
     tok = token()
     t = _data(upload(tok, _music(tmp_path / "twice.wav", seconds=20.0)), 201)
     jobs = [_data(_separate(stack, tok, t["id"], "htdemucs_tiny"), 202)["job_id"] for _ in range(2)]
