@@ -38,7 +38,8 @@
 # (DEMIX_CUDA_TF32=1), and the official with no TF32 (exact) and with
 # torch's defaults (TF32 convolutions), in the order demix exact, official
 # exact, official default, demix conv, demix TF32, demix exact -j 2 (two
-# forwards at once; the exact pair first, so a time limit cuts the variants). The agreement check runs both exact.
+# forwards at once; the exact pair first, so a time limit cuts the
+# variants). The agreement check runs both exact.
 # --full takes htdemucs_full_random from $DEMIX_REFERENCE/demucs or
 # .ref/reference/demucs (tools/make-reference), else makes it with the kit's
 # make_kit.py FULL=1 into OUT/kit (torch + the official demucs needed).
