@@ -13,10 +13,10 @@
  * size (the smallest such block): the last chunk of a track runs a v3
  * model at a shorter length, and its smaller arena would otherwise be
  * mapped afresh beside the cached full-length one (HDemucs on 60 s: 4.1
- * GB peak instead of 3.0). At most an eighth of the machine's memory
- * (4 GiB at most) is kept; a block beyond that is freed. The cache is emptied by
- * trim (when a demixd worker finds no job) and when the last CPU backend closes.
- * Every block carries a 64-byte header with its size, which keeps the
+ * GB peak before, 2.6 after). At most an eighth of the machine's memory
+ * (4 GiB at most) is kept; a block beyond that is freed. The cache is
+ * emptied by trim (when a demixd worker finds no job) and when the last
+ * CPU backend closes. Every block carries a 64-byte header with its size, which keeps the
  * payload 64-byte aligned. Threading: the cache is locked; any thread. */
 #include <pthread.h>
 #include <stdint.h>

@@ -72,6 +72,8 @@ PY=${PYTHON:-python3}
 
 # missing: the libraries the pack's binaries need that the loader does not find
 missing() { ldd "$PACK"/bin/* 2> /dev/null | awk '/=> not found/ {print $1}' | sort -u; }
+# lib_path_add DIR: DIR at the end of LD_LIBRARY_PATH, once
+lib_path_add() { case ":$LD_LIBRARY_PATH:" in *":$1:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$1 ;; esac; }
 libs=$(missing)
 if [ -n "$libs" ]; then
   dirs=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu)
@@ -83,14 +85,14 @@ if [ -n "$libs" ]; then
     for d in "${dirs[@]}"; do [ -e "$d/$lib" ] && { found=$d; break; }; done
     [ -z "$found" ] && found=$(timeout 60 find / -xdev -name "$lib" -printf '%h\n' 2> /dev/null | head -n 1)
     [ -n "$found" ] || continue
-    case ":$LD_LIBRARY_PATH:" in *":$found:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$found ;; esac
+    lib_path_add "$found"
     echo "libraries: $lib from $found" >> "$DEMIX_BUILD/tier.txt"
   done
   # a library from the nvidia-* wheels loads others of them at run time
   # (cuDNN its sub-libraries, cuBLASLt, NVRTC): all their folders then
   if grep -q "^libraries: .* from .*/nvidia/" "$DEMIX_BUILD/tier.txt"; then
     for d in "${dirs[@]}"; do
-      case $d in */nvidia/*) case ":$LD_LIBRARY_PATH:" in *":$d:"*) ;; *) LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$d ;; esac ;; esac
+      case $d in */nvidia/*) lib_path_add "$d" ;; esac
     done
   fi
   export LD_LIBRARY_PATH

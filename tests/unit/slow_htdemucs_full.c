@@ -1,7 +1,7 @@
 /* slow_htdemucs_full.c (slow tier): the long-track procedure around the
  * released htdemucs shapes on the CPU, from htdemucs_full_random (made by
  * tools/make-reference; looked for in $DEMIX_REFERENCE/demucs/, skipped when
- * absent; its forward is checked in slow_full_forward.c):
+ * absent; its forward is checked in slow_official_forward.c):
  *   - the long-track procedure on a track exactly one segment long (shifts 0,
  *     overlap 0) equals the outer normalisation around one forward call: one
  *     chunk, run at its own length, weights that cancel (with the default

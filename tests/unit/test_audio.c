@@ -7,6 +7,7 @@
 
 #include "dx_audio.h"
 #include "dx_test.h"
+#include "dx_util.h"
 
 static const char *tmp_path(const char *name) {
   static char buf[256];
@@ -53,21 +54,6 @@ DX_TEST(write_and_read_back_every_encoding) {
   free(x);
 }
 
-static unsigned char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  rewind(f);
-  unsigned char *b = malloc(*n ? *n : 1);
-  if (b && fread(b, 1, *n, f) != *n) {
-    free(b);
-    b = NULL;
-  }
-  fclose(f);
-  return b;
-}
-
 /* The same samples give the same bytes: a float WAV has no PEAK chunk (it
  * holds the time of writing). */
 DX_TEST(same_samples_same_bytes) {
@@ -85,8 +71,8 @@ DX_TEST(same_samples_same_bytes) {
     CHECK(dx_audio_write(pa, x, 2, n, 44100, encs[k], &err) == DX_OK);
     CHECK(dx_audio_write(pb, x, 2, n, 44100, encs[k], &err) == DX_OK);
     size_t na = 0, nb = 0;
-    unsigned char *a = slurp(pa, &na), *b = slurp(pb, &nb);
-    CHECK(a && b);
+    char *a = NULL, *b = NULL;
+    CHECK(dx_read_file(pa, &a, &na) == DX_OK && dx_read_file(pb, &b, &nb) == DX_OK);
     CHECK_MSG(a && b && na == nb && !memcmp(a, b, na), "%s: two writes differ", name_a);
     int peak = 0;
     for (size_t i = 0; a && i + 4 <= na; i++) peak |= !memcmp(a + i, "PEAK", 4);
