@@ -41,6 +41,7 @@
 #include "../unit/test_analysis_synth.h"
 
 #define TOL 1e-4
+#define CONTRAST_TOP_TOL 1e-2 /* see compare_results */
 
 static double rel(double a, double b) { return fabs(a - b) / fmax(fabs(b), 1e-9); }
 
@@ -533,11 +534,19 @@ static void compare_results(const dx_analysis_result *g, const dx_analysis_resul
       b[i] = pass ? c->mfcc[i].std : c->mfcc[i].mean;
     }
     CHECK_MSG(vec_rel(a, b, c->n_mfcc) <= TOL, "%s: mfcc %s", what, pass ? "stds" : "means");
+    /* Contrast: the top band (5.5 to 11 kHz at 22,050 Hz) reaches into the
+     * resampler's stopband, where magnitudes sit at the FFT's rounding
+     * floor and any two float32 transforms differ (its valley moves by
+     * about 1e-3); the other bands' valleys hold real signal. */
     for (int i = 0; i < DX_CONTRAST_N; i++) {
       a[i] = pass ? g->contrast[i].std : g->contrast[i].mean;
       b[i] = pass ? c->contrast[i].std : c->contrast[i].mean;
     }
-    CHECK_MSG(vec_rel(a, b, DX_CONTRAST_N) <= TOL, "%s: contrast %s", what, pass ? "stds" : "means");
+    const int top = DX_CONTRAST_N - 1;
+    CHECK_MSG(vec_rel(a, b, top) <= TOL, "%s: contrast %s of bands 0-%d (rel %.3g)", what, pass ? "stds" : "means",
+              top - 1, vec_rel(a, b, top));
+    CHECK_MSG(rel(a[top], b[top]) <= CONTRAST_TOP_TOL, "%s: contrast %s of the top band %.9g vs cpu %.9g", what,
+              pass ? "std" : "mean", a[top], b[top]);
   }
   CHECK_MSG(vec_rel(g->chroma, c->chroma, 12) <= TOL, "%s: chroma", what);
 }
