@@ -4,7 +4,7 @@
  *
  * The allocator rounds sizes up (at most 1/8 of the size wasted) and keeps
  * freed blocks in a per-backend list for reuse by later allocations of the
- * same rounded size. All backends of the process together keep at most a
+ * same rounded size or, when there is none, of more than half the block's. All backends of the process together keep at most a
  * quarter of the device's memory cached (one budget, however many workers
  * are open); a block that would go over it is released instead. Because
  * every user of a backend queues work on its one stream, a block freed
@@ -147,12 +147,24 @@ static void unlock_mem(dx_cuda_ctx *c) {
 
 static dx_status alloc_locked(dx_cuda_ctx *c, size_t bytes, void **out) {
   const size_t size = round_size(bytes);
+  /* The same class, else the smallest cached block under twice the size
+   * (as the CPU backend does): a long track's shapes shift from segment to
+   * segment, and the few classes each tensor takes stay in use. */
+  size_t best = c->n_cached;
   for (size_t i = c->n_cached; i-- > 0;) {
-    if (c->cached[i].size != size) continue;
-    void *p = c->cached[i].p;
-    if (block_push(&c->live, &c->n_live, &c->cap_live, p, size)) return DX_ERR_NOMEM;
-    c->cached[i] = c->cached[--c->n_cached];
-    cached_sub(c, size);
+    const size_t got = c->cached[i].size;
+    if (got == size) {
+      best = i;
+      break;
+    }
+    if (got > size && got / 2 < size && (best == c->n_cached || got < c->cached[best].size)) best = i;
+  }
+  if (best < c->n_cached) {
+    void *p = c->cached[best].p;
+    const size_t got = c->cached[best].size;
+    if (block_push(&c->live, &c->n_live, &c->cap_live, p, got)) return DX_ERR_NOMEM;
+    c->cached[best] = c->cached[--c->n_cached];
+    cached_sub(c, got);
     *out = p;
     return DX_OK;
   }

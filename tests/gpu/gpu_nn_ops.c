@@ -637,6 +637,34 @@ DX_TEST(test_model_shapes) {
   }
 }
 
+/* ---- the caching allocator ---- */
+
+/* A freed block serves later requests of its size class, else of more than
+ * half its size (a long track's shapes shift from segment to segment). */
+DX_TEST(test_allocator_reuse) {
+  const size_t mib = (size_t)1 << 20;
+  gpu->trim(gpu);
+  void *p8 = NULL, *p5 = NULL, *q = NULL, *r = NULL;
+  CHECK(gpu->alloc(gpu, 8 * mib, &p8) == DX_OK && gpu->alloc(gpu, 5 * mib, &p5) == DX_OK);
+  gpu->free(gpu, p8);
+  gpu->free(gpu, p5);
+  CHECK(gpu->alloc(gpu, 5 * mib, &q) == DX_OK && q == p5); /* its own class first */
+  gpu->free(gpu, q);
+  CHECK(gpu->alloc(gpu, 7 * mib, &q) == DX_OK && q == p8); /* no 7 MiB block: the 8 MiB one */
+  CHECK(gpu->memset0(gpu, q, 7 * mib) == DX_OK);
+  gpu->free(gpu, q); /* back as an 8 MiB block */
+  CHECK(gpu->alloc(gpu, 8 * mib, &q) == DX_OK && q == p8);
+  CHECK(gpu->alloc(gpu, 3 * mib, &r) == DX_OK && r == p5); /* 5 MiB < 2 x 3 MiB */
+  gpu->free(gpu, q);
+  void *s = NULL;
+  CHECK(gpu->alloc(gpu, 2 * mib, &s) == DX_OK && s != p8); /* 8 MiB is over twice 2 MiB: a new block */
+  CHECK(gpu->memset0(gpu, s, 2 * mib) == DX_OK && gpu->memset0(gpu, r, 3 * mib) == DX_OK);
+  gpu->free(gpu, s);
+  gpu->free(gpu, r);
+  CHECK(gpu->sync(gpu) == DX_OK);
+  gpu->trim(gpu);
+}
+
 /* ---- bad shapes are errors, not crashes ---- */
 
 DX_TEST(test_invalid) {
@@ -656,7 +684,7 @@ int main(int argc, char **argv) {
       DX_T(test_linear),    DX_T(test_attention),  DX_T(test_softmax),  DX_T(test_group_norm), DX_T(test_layer_norm),
       DX_T(test_mean_std),  DX_T(test_elementwise), DX_T(test_permute), DX_T(test_pad_copy),  DX_T(test_frames),
       DX_T(test_stft),      DX_T(test_lstm),       DX_T(test_local_attn), DX_T(test_resample), DX_T(test_model_shapes),
-      DX_T(test_invalid),
+      DX_T(test_allocator_reuse), DX_T(test_invalid),
   };
   dx_log_init("gpu_nn_ops"); /* CUDA errors are logged (dx_cuda_report) */
   int open_rc = gpu_side_open("gpu_nn_ops", &gpu);
