@@ -16,7 +16,8 @@ stack
       base_url       "http://127.0.0.1:18080"
       admin_token    the superadmin token tools/up created
       var, run_dir, log_dir, storage_dir, conf   paths (pathlib.Path)
-      build          path of build/ (demix, demixd, demix-fcgi)
+      build          path of build/ (demix, demixd, demix-fcgi; DEMIX_TEST_BUILD names
+                     another, relative to the checkout)
       env            dict for subprocesses: os.environ plus DEMIX_HOME,
                      DEMIX_CONFIG and DEMIX_VAR_DIR of the test stack, so
                      build/demix and build/demixd use its database
@@ -91,7 +92,7 @@ class Stack:
         self.run_dir = var / "run"
         self.log_dir = var / "log"
         self.conf = var / "demix.conf"
-        self.build = ROOT / "build"
+        self.build = ROOT / os.environ.get("DEMIX_TEST_BUILD", "build")
         self.base_url = base_url.rstrip("/")
         self.env = dict(os.environ)
         self.env.update(DEMIX_HOME=str(ROOT), DEMIX_CONFIG=str(self.conf), DEMIX_VAR_DIR=str(var))
