@@ -16,7 +16,8 @@
  * runs. A fault on them from host code is reported with a backtrace; from
  * device work (a kernel, or a library call on this thread) it opens the
  * allocation, which stays open until no thread runs device work. Faults on
- * guard pages are out-of-bounds accesses and reported. */
+ * guard pages are out-of-bounds accesses and reported. New allocations
+ * hold NaNs, as device memory holds whatever was there before. */
 #include "cuda_runtime.h"
 
 #include <errno.h>
@@ -534,9 +535,14 @@ cudaError_t cudaMalloc(void **p, size_t size) {
   a->data_len = data_len;
   a->size = size;
   a->open = 0;
+  /* cudaMalloc's memory is not zeroed: fill it with NaNs (0xff bytes), so a
+   * kernel that reads what nothing wrote spoils its results here too. */
+  mprotect(a->data, a->data_len, PROT_READ | PROT_WRITE);
+  memset(a->data, 0xff, a->data_len);
   if (g_device_threads) { /* device work is running: born open, closed with the rest */
-    mprotect(a->data, a->data_len, PROT_READ | PROT_WRITE);
     a->open = 1;
+  } else {
+    mprotect(a->data, a->data_len, PROT_NONE);
   }
   __atomic_store_n(&a->ptr, a->data + data_len - rounded, __ATOMIC_RELEASE);
   if (slot == g_n_allocs) __atomic_store_n(&g_n_allocs, g_n_allocs + 1, __ATOMIC_RELEASE);

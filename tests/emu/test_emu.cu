@@ -197,6 +197,11 @@ DX_TEST(copies_check_their_ranges) {
   CHECK(cudaFree(p + 1) == cudaErrorInvalidValue);
   cudaGetLastError();
   CHECK(cudaFree(p) == cudaSuccess);
+  /* fresh device memory is not zeroed: NaNs here */
+  float *fresh = dev_floats(8), hf[8];
+  CHECK(cudaMemcpy(hf, fresh, sizeof hf, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(isnan(hf[0]) && isnan(hf[7]));
+  cudaFree(fresh);
   void *big = NULL;
   size_t free_b = 0, total_b = 0;
   CHECK(cudaMemGetInfo(&free_b, &total_b) == cudaSuccess);

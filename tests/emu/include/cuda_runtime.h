@@ -15,7 +15,9 @@
  *    kernel writing past it faults; host code touching device memory
  *    faults and is reported (the pages are open only while emulated device
  *    work runs); copies and library calls check that their ranges lie in
- *    one allocation; allocations beyond the emulated memory size fail with
+ *    one allocation; new allocations hold NaNs (device memory is not
+ *    zeroed), so reading what nothing wrote shows; allocations beyond the
+ *    emulated memory size (DEMIX_EMU_DEVICE_MB, default 8192) fail with
  *    cudaErrorMemoryAllocation.
  * Kernels run synchronously on the launching thread; streams only order. */
 #ifndef DX_EMU_CUDA_RUNTIME_H
