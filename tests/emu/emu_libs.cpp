@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <type_traits>
+
 #include "cublas_v2.h"
 #include "cudnn.h"
 #include "cufft.h"
@@ -436,7 +438,36 @@ static size_t fwd_ws(cudnnConvolutionFwdAlgo_t a, cudnnTensorDescriptor_t xd, cu
 
 /* What cuDNN might offer, fastest first: FFT and Winograd ahead of the GEMM
  * family, so callers that want exact float32 have to pick. Tensor-core
- * entries appear only when the descriptor's math type allows them. */
+ * entries appear only when the descriptor's math type allows them; only
+ * backward-data ALGO_0 (atomics) is non-deterministic. Returns the count. */
+template <typename Algo> struct algo_offer {
+  Algo a;
+  cudnnMathType_t m;
+};
+template <typename Algo, size_t N, typename Perf, typename Mem>
+static int offer(const algo_offer<Algo> (&order)[N], cudnnConvolutionDescriptor_t cd, int requested, Perf *perf,
+                 Mem memory) {
+  const bool tc = cd->math == CUDNN_DEFAULT_MATH || cd->math == CUDNN_TENSOR_OP_MATH ||
+                  cd->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+  int got = 0;
+  for (const auto &o : order) {
+    if (got == requested) break;
+    if (o.m == CUDNN_TENSOR_OP_MATH && !tc) continue;
+    Perf p;
+    memset(&p, 0, sizeof p);
+    p.algo = o.a;
+    p.status = CUDNN_STATUS_SUCCESS;
+    p.time = (float)got;
+    p.memory = memory(o.a);
+    const bool atomics =
+        std::is_same<Algo, cudnnConvolutionBwdDataAlgo_t>::value && (int)o.a == (int)CUDNN_CONVOLUTION_BWD_DATA_ALGO_0;
+    p.determinism = atomics ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC;
+    p.mathType = o.m;
+    perf[got++] = p;
+  }
+  return got;
+}
+
 cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTensorDescriptor_t xd,
                                                      cudnnFilterDescriptor_t wd, cudnnConvolutionDescriptor_t cd,
                                                      cudnnTensorDescriptor_t yd, int requested, int *returned,
@@ -444,32 +475,14 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t h, cudnnTenso
   if (!dnn_ok(h) || !returned || !perf || requested < 1) return CUDNN_STATUS_BAD_PARAM;
   cudnnStatus_t st = conv_shapes(cd, xd, wd, yd, "cudnnGetConvolutionForwardAlgorithm_v7");
   if (st != CUDNN_STATUS_SUCCESS) return st;
-  const bool tc = cd->math == CUDNN_DEFAULT_MATH || cd->math == CUDNN_TENSOR_OP_MATH ||
-                  cd->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-  const struct {
-    cudnnConvolutionFwdAlgo_t a;
-    cudnnMathType_t m;
-  } order[] = {{CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_TENSOR_OP_MATH},
-               {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_FMA_MATH}};
-  int got = 0;
-  for (const auto &o : order) {
-    if (got == requested) break;
-    if (o.m == CUDNN_TENSOR_OP_MATH && !tc) continue;
-    cudnnConvolutionFwdAlgoPerf_t p;
-    memset(&p, 0, sizeof p);
-    p.algo = o.a;
-    p.status = CUDNN_STATUS_SUCCESS;
-    p.time = (float)got;
-    p.memory = fwd_ws(o.a, xd, wd, yd);
-    p.determinism = CUDNN_DETERMINISTIC;
-    p.mathType = o.m;
-    perf[got++] = p;
-  }
-  *returned = got;
+  const algo_offer<cudnnConvolutionFwdAlgo_t> order[] = {
+      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_TENSOR_OP_MATH},
+      {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_FWD_ALGO_GEMM, CUDNN_FMA_MATH}};
+  *returned = offer(order, cd, requested, perf, [&](cudnnConvolutionFwdAlgo_t a) { return fwd_ws(a, xd, wd, yd); });
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -564,31 +577,13 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t h, cudnn
   if (!dnn_ok(h) || !returned || !perf || requested < 1) return CUDNN_STATUS_BAD_PARAM;
   cudnnStatus_t st = conv_shapes(cd, dxd, wd, dyd, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
   if (st != CUDNN_STATUS_SUCCESS) return st;
-  const bool tc = cd->math == CUDNN_DEFAULT_MATH || cd->math == CUDNN_TENSOR_OP_MATH ||
-                  cd->math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-  const struct {
-    cudnnConvolutionBwdDataAlgo_t a;
-    cudnnMathType_t m;
-  } order[] = {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_TENSOR_OP_MATH},
-               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, CUDNN_FMA_MATH},
-               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_FMA_MATH}};
-  int got = 0;
-  for (const auto &o : order) {
-    if (got == requested) break;
-    if (o.m == CUDNN_TENSOR_OP_MATH && !tc) continue;
-    cudnnConvolutionBwdDataAlgoPerf_t p;
-    memset(&p, 0, sizeof p);
-    p.algo = o.a;
-    p.status = CUDNN_STATUS_SUCCESS;
-    p.time = (float)got;
-    p.memory = bwd_ws(o.a, wd, dxd);
-    p.determinism = o.a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC;
-    p.mathType = o.m;
-    perf[got++] = p;
-  }
-  *returned = got;
+  const algo_offer<cudnnConvolutionBwdDataAlgo_t> order[] = {
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_TENSOR_OP_MATH},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, CUDNN_FMA_MATH},
+      {CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, CUDNN_FMA_MATH}};
+  *returned = offer(order, cd, requested, perf, [&](cudnnConvolutionBwdDataAlgo_t a) { return bwd_ws(a, wd, dxd); });
   return CUDNN_STATUS_SUCCESS;
 }
 

@@ -113,23 +113,15 @@ void device_leave(void) {
   pthread_mutex_unlock(&g_mem_lock);
 }
 
-/* The allocation holding p (lock-free: used by the fault handler). */
-static alloc_rec *find(const void *p) {
+/* The allocation whose data (or, with whole_mapping, whose mapping with
+ * its guard pages) holds p. Lock-free: the fault handler uses it. */
+static alloc_rec *find(const void *p, bool whole_mapping = false) {
   const char *c = (const char *)p;
   const int n = g_n_allocs;
   for (int i = 0; i < n; i++) {
     alloc_rec *a = &g_allocs[i];
-    if (a->ptr && c >= a->ptr && c < a->ptr + a->size) return a;
-  }
-  return NULL;
-}
-
-static alloc_rec *find_mapping(const void *p) {
-  const char *c = (const char *)p;
-  const int n = g_n_allocs;
-  for (int i = 0; i < n; i++) {
-    alloc_rec *a = &g_allocs[i];
-    if (a->ptr && c >= a->map && c < a->map + a->map_len) return a;
+    if (!a->ptr) continue;
+    if (whole_mapping ? c >= a->map && c < a->map + a->map_len : c >= a->ptr && c < a->ptr + a->size) return a;
   }
   return NULL;
 }
@@ -147,7 +139,7 @@ bool device_range(const void *p, size_t n) {
 static void on_segv(int sig, siginfo_t *si, void *uc_) {
   (void)uc_;
   char *addr = (char *)si->si_addr;
-  alloc_rec *a = find_mapping(addr);
+  alloc_rec *a = find(addr, true);
   if (a) {
     if (addr >= a->ptr && addr < a->ptr + a->size) {
       if (t_depth > 0) {
