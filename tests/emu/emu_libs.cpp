@@ -177,10 +177,10 @@ cufftResult cufftDestroy(cufftHandle plan) {
 
 /* ================= cuBLAS ================= */
 
+/* Streams only order work, and every product is float32 here (TF32 is
+ * the real library's business): a handle holds nothing but its tag. */
 struct dx_emu_cublas {
   int magic;
-  cudaStream_t stream;
-  cublasMath_t math;
 };
 
 static bool blas_ok(cublasHandle_t h) { return h && h->magic == 0xb1a5; }
@@ -200,13 +200,11 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) {
 }
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
   if (!blas_ok(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (!dx_emu::stream_valid(s)) return CUBLAS_STATUS_INVALID_VALUE;
-  h->stream = s;
-  return CUBLAS_STATUS_SUCCESS;
+  return dx_emu::stream_valid(s) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
   if (!blas_ok(h)) return CUBLAS_STATUS_NOT_INITIALIZED;
-  h->math = mode;
+  (void)mode;
   return CUBLAS_STATUS_SUCCESS;
 }
 const char *cublasGetStatusString(cublasStatus_t s) {
@@ -300,8 +298,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 /* ================= cuDNN ================= */
 
 struct dx_emu_cudnn {
-  int magic;
-  cudaStream_t stream;
+  int magic; /* all a handle holds (see dx_emu_cublas) */
 };
 struct dx_emu_tensor_desc {
   bool set;
@@ -346,9 +343,7 @@ cudnnStatus_t cudnnDestroy(cudnnHandle_t h) {
   return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnSetStream(cudnnHandle_t h, cudaStream_t s) {
-  if (!dnn_ok(h) || !dx_emu::stream_valid(s)) return CUDNN_STATUS_BAD_PARAM;
-  h->stream = s;
-  return CUDNN_STATUS_SUCCESS;
+  return dnn_ok(h) && dx_emu::stream_valid(s) ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_BAD_PARAM;
 }
 
 #define DX_EMU_DESC(kind, T)                                                                                       \

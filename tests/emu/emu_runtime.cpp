@@ -83,6 +83,9 @@ static size_t emulated_total(void) {
   return g_total;
 }
 
+/* Open a's data pages for device work. `open` cannot be stale: close_all
+ * runs under g_mem_lock only while no thread does device work, and
+ * device_enter takes that lock. */
 static void open_alloc(alloc_rec *a) {
   if (a->open) return;
   mprotect(a->data, a->data_len, PROT_READ | PROT_WRITE);
@@ -143,8 +146,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc_) {
   if (a) {
     if (addr >= a->ptr && addr < a->ptr + a->size) {
       if (t_depth > 0) {
-        mprotect(a->data, a->data_len, PROT_READ | PROT_WRITE);
-        a->open = 1;
+        open_alloc(a);
         return; /* device work: retry the access */
       }
       fatal("host code accessed device memory at %p (offset %zu of an allocation of %zu bytes)", (void *)addr,
@@ -292,8 +294,10 @@ static inline void enter_thread(sched *s, int i) {
   threadIdx = s->idx[i];
 }
 
+/* Wait at a barrier (__syncthreads, or one step of a warp shuffle). */
 static void yield_at(int state) {
   sched *s = t_sched;
+  if (!s) fatal("a barrier or warp shuffle outside a kernel");
   if (!s->coroutines)
     fatal("a barrier in a block whose threads run without one (block 0 met none): barriers must be uniform");
   s->barriers++;
@@ -305,10 +309,9 @@ static void yield_at(int state) {
 
 unsigned long long warp_exchange(unsigned long long mine, int src_lane, int width) {
   sched *s = t_sched;
-  if (!s) fatal("warp shuffle outside a kernel");
+  if (!s) fatal("a warp shuffle outside a kernel");
   const int me = s->cur;
   const int base = me - me % width;
-  if (!s->coroutines) fatal("a warp shuffle in a block whose threads run without barriers (block 0 met none)");
   s->slot[me] = mine;
   yield_at(TH_WARP_BAR);
   const int src = base + src_lane;
@@ -361,6 +364,12 @@ static long run_block_coroutines(sched *s) {
 
 static thread_local cudaError_t t_last_error = cudaSuccess;
 
+/* Record e as the thread's last error (cudaGetLastError) and return it. */
+static cudaError_t fail(cudaError_t e) {
+  t_last_error = e;
+  return e;
+}
+
 void run_grid(const launch_cfg &cfg, void (*body)(void *), void *arg) {
   init();
   const dim3 g = cfg.grid, b = cfg.block;
@@ -369,11 +378,11 @@ void run_grid(const launch_cfg &cfg, void (*body)(void *), void *arg) {
       g.x > 0x7fffffffu || g.y > 65535 || g.z > 65535 || cfg.smem > 48 * 1024) {
     fprintf(stderr, "CUDA emulator: kernel %s: invalid launch configuration grid (%u,%u,%u) block (%u,%u,%u)\n",
             cfg.name, g.x, g.y, g.z, b.x, b.y, b.z);
-    t_last_error = cudaErrorInvalidConfiguration;
+    fail(cudaErrorInvalidConfiguration);
     return;
   }
   if (!stream_valid(cfg.stream)) {
-    t_last_error = cudaErrorInvalidResourceHandle;
+    fail(cudaErrorInvalidResourceHandle);
     return;
   }
   if (t_sched) fatal("kernel %s launched from inside a kernel", cfg.name);
@@ -427,22 +436,9 @@ void run_grid(const launch_cfg &cfg, void (*body)(void *), void *arg) {
 
 using namespace dx_emu;
 
-void __syncthreads(void) {
-  if (!t_sched) fatal("__syncthreads outside a kernel");
-  yield_at(TH_BLOCK_BAR);
-}
-
-void __syncwarp(unsigned) {
-  if (!t_sched) fatal("__syncwarp outside a kernel");
-  yield_at(TH_WARP_BAR);
-}
+void __syncthreads(void) { yield_at(TH_BLOCK_BAR); }
 
 /* ---- runtime API ---- */
-
-static cudaError_t fail(cudaError_t e) {
-  t_last_error = e;
-  return e;
-}
 
 cudaError_t cudaGetDeviceCount(int *count) {
   init();
@@ -474,7 +470,6 @@ cudaError_t cudaGetLastError(void) {
   t_last_error = cudaSuccess;
   return e;
 }
-cudaError_t cudaPeekAtLastError(void) { return t_last_error; }
 
 const char *cudaGetErrorString(cudaError_t e) {
   switch (e) {
@@ -578,10 +573,6 @@ static cudaError_t copy(void *dst, const void *src, size_t n, cudaMemcpyKind kin
   if (!stream_valid(s)) return fail(cudaErrorInvalidResourceHandle);
   const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
   const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  if (kind == cudaMemcpyDefault || kind == cudaMemcpyHostToHost) {
-    fprintf(stderr, "CUDA emulator: %s: copy kind %d is not used by demix\n", what, (int)kind);
-    return fail(cudaErrorInvalidValue);
-  }
   device_enter();
   const char *bad = NULL;
   if (dst_dev ? !device_range(dst, n) : is_device(dst)) bad = "destination";
@@ -618,7 +609,6 @@ cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
   device_leave();
   return cudaSuccess;
 }
-cudaError_t cudaMemset(void *dst, int v, size_t n) { return cudaMemsetAsync(dst, v, n, 0); }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
   init();
@@ -629,7 +619,6 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
   *s = (cudaStream_t)r;
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
 
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   if (!s || !stream_valid(s)) return fail(cudaErrorInvalidResourceHandle);
@@ -640,4 +629,3 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   return stream_valid(s) ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
 }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }

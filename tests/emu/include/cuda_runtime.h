@@ -39,12 +39,9 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __noinline__
-#define __launch_bounds__(...)
 /* One block runs at a time on a host thread, its threads as coroutines of
  * that thread: thread-local static storage is exactly one block's shared memory. */
 #define __shared__ static thread_local
-#define __constant__
 
 struct uint3 {
   unsigned x, y, z;
@@ -57,17 +54,11 @@ struct float2 {
   float x, y;
 };
 static inline float2 make_float2(float x, float y) { return float2{x, y}; }
-struct double2 {
-  double x, y;
-};
-static inline double2 make_double2(double x, double y) { return double2{x, y}; }
 
 extern thread_local uint3 threadIdx, blockIdx;
 extern thread_local dim3 blockDim, gridDim;
-static const int warpSize = 32;
 
 void __syncthreads(void);
-void __syncwarp(unsigned mask = 0xffffffffu);
 
 namespace dx_emu {
 /* Exchange one 8-byte slot within the warp (two warp barriers). */
@@ -87,29 +78,13 @@ template <typename T> static inline T __shfl_down_sync(unsigned, T v, unsigned d
   const int lane = (int)(threadIdx.x % (unsigned)width);
   return dx_emu_shfl(v, lane + (int)delta < width ? lane + (int)delta : lane, width);
 }
-template <typename T> static inline T __shfl_up_sync(unsigned, T v, unsigned delta, int width = 32) {
-  const int lane = (int)(threadIdx.x % (unsigned)width);
-  return dx_emu_shfl(v, lane - (int)delta >= 0 ? lane - (int)delta : lane, width);
-}
 template <typename T> static inline T __shfl_xor_sync(unsigned, T v, int mask, int width = 32) {
   const int lane = (int)(threadIdx.x % (unsigned)width);
   return dx_emu_shfl(v, (lane ^ mask) < width ? lane ^ mask : lane, width);
 }
-template <typename T> static inline T __shfl_sync(unsigned, T v, int src, int width = 32) {
-  return dx_emu_shfl(v, src % width, width);
-}
-template <typename T> static inline T __ldg(const T *p) { return *p; }
 
-/* cos(pi x), sin(pi x): reduced first, as CUDA's are exact at the integers. */
+/* cos(pi x): reduced first, as CUDA's is exact at the integers. */
 static inline double cospi(double x) { return cos(M_PI * fmod(x, 2.0)); }
-static inline double sinpi(double x) { return sin(M_PI * fmod(x, 2.0)); }
-static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
-static inline float __fdividef(float a, float b) { return a / b; }
-static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }
-static inline int min(int a, int b) { return a < b ? a : b; }
-static inline int max(int a, int b) { return a > b ? a : b; }
-static inline long long min(long long a, long long b) { return a < b ? a : b; }
-static inline long long max(long long a, long long b) { return a > b ? a : b; }
 
 /* ---- runtime API ---- */
 typedef enum cudaError {
@@ -123,13 +98,7 @@ typedef enum cudaError {
 } cudaError_t;
 
 typedef struct dx_emu_stream *cudaStream_t;
-enum cudaMemcpyKind {
-  cudaMemcpyHostToHost = 0,
-  cudaMemcpyHostToDevice = 1,
-  cudaMemcpyDeviceToHost = 2,
-  cudaMemcpyDeviceToDevice = 3,
-  cudaMemcpyDefault = 4
-};
+enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
 
@@ -147,7 +116,6 @@ cudaError_t cudaGetDeviceCount(int *count);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
 cudaError_t cudaSetDevice(int device);
 cudaError_t cudaGetLastError(void);
-cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
 cudaError_t cudaMalloc(void **p, size_t size);
 template <typename T> static inline cudaError_t cudaMalloc(T **p, size_t size) { return cudaMalloc((void **)p, size); }
@@ -155,13 +123,10 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s = 0);
-cudaError_t cudaMemset(void *dst, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s = 0);
-cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
-cudaError_t cudaDeviceSynchronize(void);
 
 /* ---- the emulator's own interface (tests/emu, the libraries' emulations) ---- */
 namespace dx_emu {

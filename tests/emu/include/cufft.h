@@ -18,7 +18,7 @@ typedef enum cufftResult_t {
   CUFFT_INVALID_SIZE = 0x8,
 } cufftResult;
 
-typedef enum cufftType_t { CUFFT_R2C = 0x2a, CUFFT_C2R = 0x2c, CUFFT_C2C = 0x29 } cufftType;
+typedef enum cufftType_t { CUFFT_R2C = 0x2a, CUFFT_C2R = 0x2c } cufftType;
 
 typedef float cufftReal;
 typedef float2 cufftComplex;
