@@ -81,6 +81,20 @@ struct dx_feat_plan {
 /* Number of centred frames librosa gives a signal of n samples: 1 + n / hop. */
 size_t dx_feat_frame_count(size_t n_samples, int hop);
 
+/* The samples [*lo, *hi) of a signal of n samples that frames [frame0,
+ * frame0 + n_frames) read (frame length n_fft, hop, centred): what a
+ * window given to stft_power and signal_frames must hold. Empty (lo == hi)
+ * for no frames. */
+static inline void dx_feat_frames_span(size_t n, int n_fft, int hop, size_t frame0, int n_frames, size_t *lo,
+                                       size_t *hi) {
+  *lo = *hi = 0;
+  if (n_frames <= 0) return;
+  size_t half = (size_t)(n_fft / 2), first = frame0 * (size_t)hop, last = (frame0 + (size_t)n_frames - 1) * hop;
+  *hi = last + (size_t)n_fft - half < n ? last + (size_t)n_fft - half : n;
+  *lo = first > half ? first - half : 0;
+  if (*lo > *hi) *lo = *hi;
+}
+
 /* Host-side construction of the constant matrices (kernels/cpu/features_filters.c),
  * computed in double as librosa does and rounded to float. Each writes into a
  * caller buffer of the size given in dx_feat_plan. */
@@ -155,11 +169,14 @@ struct dx_feature_ops {
   void (*plan_destroy)(dx_feat_plan *plan); /* NULL is a no-op */
 
   /* Power spectrogram |STFT|^2 of frames [frame0, frame0 + n_frames) of the
-   * centred STFT of y (n_samples): frame t covers y[t*hop - n_fft/2 ...] with
-   * zeros outside the signal (librosa >= 0.10 pads with constant zeros).
-   * out: [n_frames][ld] with ld >= n_bins. */
-  dx_status (*stft_power)(dx_feat_plan *plan, const float *y, size_t n_samples, size_t frame0, int n_frames,
-                          float *out, int ld);
+   * centred STFT of a signal of n_samples samples: frame t covers samples
+   * t*hop - n_fft/2 ... with zeros outside the signal (librosa >= 0.10 pads
+   * with constant zeros). y holds the signal from sample y0 on (y[i - y0]
+   * is sample i): the whole signal with y0 0, or a window that covers at
+   * least dx_feat_frames_span of the frames (DX_ERR_INVALID when y0 lies
+   * past the span's start). out: [n_frames][ld] with ld >= n_bins. */
+  dx_status (*stft_power)(dx_feat_plan *plan, const float *y, size_t y0, size_t n_samples, size_t frame0,
+                          int n_frames, float *out, int ld);
 
   /* Per-frame spectral features of a power spectrogram (rows of ld_pow):
    * centroid, bandwidth, rolloff, flatness, contrast peak/valley into the
@@ -168,9 +185,10 @@ struct dx_feature_ops {
                                int ld_feat);
 
   /* Per-frame RMS and zero-crossing rate of frames [frame0, frame0+n_frames)
-   * of y (frame length n_fft, hop, centred) into DX_FCOL_RMS / DX_FCOL_ZCR. */
-  dx_status (*signal_frames)(dx_feat_plan *plan, const float *y, size_t n_samples, size_t frame0, int n_frames,
-                             float *feat, int ld_feat);
+   * of the signal (frame length n_fft, hop, centred) into DX_FCOL_RMS /
+   * DX_FCOL_ZCR. y and y0 as for stft_power. */
+  dx_status (*signal_frames)(dx_feat_plan *plan, const float *y, size_t y0, size_t n_samples, size_t frame0,
+                             int n_frames, float *feat, int ld_feat);
 
   /* C[m][n] = sum_k A[m][k] * B[n][k] (C = A B^T), row-major with leading
    * dimensions lda, ldb, ldc. Used for the mel / chroma filterbanks and the

@@ -64,8 +64,11 @@ void dx_analyzer_close(dx_analyzer *a) {
   if (!a) return;
   free_buffers(a);
   for (int i = 0; i < DX_AN_MAX_LANES; i++) {
-    if (a->lanes[i].power) a->be->free(a->be, a->lanes[i].power);
-    if (a->lanes[i].plan) a->be->feat->plan_destroy(a->lanes[i].plan);
+    dx_an_lane *ln = &a->lanes[i];
+    if (ln->power) a->be->free(a->be, ln->power);
+    if (ln->win && ln->win != ln->win_host) a->be->free(a->be, ln->win);
+    free(ln->win_host);
+    if (ln->plan) a->be->feat->plan_destroy(ln->plan);
   }
   if (a->key_fb) a->be->free(a->be, a->key_fb);
   free(a->mono);
@@ -86,7 +89,8 @@ static int params_equal(const dx_analysis_params *a, const dx_analysis_params *b
   return !memcmp(&a->feat, &b->feat, sizeof a->feat) && a->max_seconds == b->max_seconds &&
          a->chunk_frames == b->chunk_frames && a->tempo_min_bpm == b->tempo_min_bpm &&
          a->tempo_max_bpm == b->tempo_max_bpm && a->low_hz == b->low_hz && a->key_min_hz == b->key_min_hz &&
-         a->threads == b->threads && a->stream_min_seconds == b->stream_min_seconds;
+         a->threads == b->threads && a->stream_min_seconds == b->stream_min_seconds &&
+         !strcmp(a->scratch_dir, b->scratch_dir);
 }
 
 dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err) {
@@ -144,6 +148,8 @@ dx_status dx_analyzer_open(dx_backend *be, const dx_analysis_params *p, dx_analy
   if (!a) return DX_ERR_NOMEM;
   a->be = be;
   a->p = *p;
+  a->p.scratch_dir[sizeof a->p.scratch_dir - 1] = 0;
+  a->sig_fd = -1;
   /* Slaney mel band centres: band i peaks at mel point i + 1 of n_mels + 2
    * evenly spaced from 0 to Nyquist; linear (200/3 Hz per mel) below 1 kHz. */
   {
@@ -191,15 +197,16 @@ static int grow_host(float **buf, size_t *cap, size_t n) {
   return *buf ? 0 : -1;
 }
 
-/* Make room for n samples and T frames (with 25 % headroom on growth). */
+/* Make room for n samples (none: n 0) and T frames (with 25 % headroom
+ * on growth). */
 static dx_status reserve(dx_analyzer *a, size_t n, size_t T, dx_errbuf *err) {
   if (n <= a->cap_samples && T <= a->cap_frames) return DX_OK;
   free_buffers(a);
   dx_backend *be = a->be;
   const dx_feat_params *fp = &a->p.feat;
   size_t cn = n + n / 4, cT = T + T / 4;
-  dx_status st;
-  if ((st = be->alloc(be, cn * sizeof(float), (void **)&a->y)) != DX_OK ||
+  dx_status st = DX_OK;
+  if ((cn && (st = be->alloc(be, cn * sizeof(float), (void **)&a->y)) != DX_OK) ||
       (st = be->alloc(be, cT * DX_FCOL_COUNT * sizeof(float), (void **)&a->feat)) != DX_OK ||
       (st = be->alloc(be, cT * fp->n_mels * sizeof(float), (void **)&a->mel)) != DX_OK ||
       (st = be->alloc(be, cT * fp->n_chroma * sizeof(float), (void **)&a->chroma)) != DX_OK ||
@@ -295,21 +302,24 @@ dx_status dx_an_resample_begin(dx_analyzer *a, int sr, dx_errbuf *err) {
  * rest of y, whether the track is all there or arrives in blocks, so the
  * calls and their output are the same both ways. */
 dx_status dx_an_resample_feed(dx_analyzer *a, const float *mono, size_t base, size_t avail, size_t n, float *y,
-                              size_t olen, dx_an_rs *rs, dx_errbuf *err) {
+                              size_t y_base, size_t y_cap, size_t olen, dx_an_rs *rs, dx_errbuf *err) {
+  size_t y_end = y_base + y_cap < olen ? y_base + y_cap : olen;
   while (!rs->done) {
     size_t take = n - rs->pos < DX_AN_RESAMPLE_CHUNK ? n - rs->pos : DX_AN_RESAMPLE_CHUNK, used = 0, made = 0;
     if (rs->opos < olen && rs->pos + take > avail) return DX_OK; /* wait for more input */
     if (rs->opos < olen) {
+      if (rs->opos >= y_end) return DX_OK; /* y is full */
       /* no input left: a NULL input flushes what the filter still holds */
-      soxr_error_t e = soxr_process(a->sx, take ? mono + (rs->pos - base) : NULL, take, &used, y + rs->opos,
-                                    olen - rs->opos, &made);
+      soxr_error_t e = soxr_process(a->sx, take ? mono + (rs->pos - base) : NULL, take, &used, y + (rs->opos - y_base),
+                                    y_end - rs->opos, &made);
       if (e) return dx_fail(err, DX_ERR_INTERNAL, "resampling failed: %s", e);
       rs->pos += used;
       rs->opos += made;
     }
     if (rs->opos >= olen || (!take && !made)) {
       /* a last sample or two soxr leaves unwritten are zeros */
-      for (size_t i = rs->opos; i < olen; i++) y[i] = 0.0f;
+      for (; rs->opos < y_end; rs->opos++) y[rs->opos - y_base] = 0.0f;
+      if (rs->opos < olen) return DX_OK; /* the rest of the zeros after y is emptied */
       rs->done = 1;
     }
   }
@@ -320,19 +330,37 @@ dx_status dx_an_resample_feed(dx_analyzer *a, const float *mono, size_t base, si
 static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, float *y, size_t olen, dx_errbuf *err) {
   dx_an_rs rs = {0, 0, 0};
   dx_status st = dx_an_resample_begin(a, sr, err);
-  return st == DX_OK ? dx_an_resample_feed(a, mono, 0, n, n, y, olen, &rs, err) : st;
+  return st == DX_OK ? dx_an_resample_feed(a, mono, 0, n, n, y, 0, olen, olen, &rs, err) : st;
 }
 
 /* Where the features' signal goes for audio of n frames at rate sr:
  * reserves the analyzer's buffers for olen output samples and picks the
  * downmix's destination (the signal buffer itself when no resampling is
  * needed; with mono NULL no downmix buffer is made). */
+size_t dx_an_window_len(const dx_analyzer *a) {
+  return (size_t)(a->block - 1) * a->p.feat.hop + (size_t)a->p.feat.n_fft;
+}
+
+/* Every lane's window for a streamed run (kept for the next). */
+static dx_status reserve_windows(dx_analyzer *a, dx_errbuf *err) {
+  size_t bytes = dx_an_window_len(a) * sizeof(float);
+  for (int i = 0; i < a->n_lanes; i++) {
+    dx_an_lane *ln = &a->lanes[i];
+    if (!ln->win_host && !(ln->win_host = malloc(bytes))) return dx_fail(err, DX_ERR_NOMEM, "out of memory");
+    if (a->be->kind == DX_DEVICE_CPU) ln->win = ln->win_host; /* backend memory is host memory */
+    dx_status st = ln->win ? DX_OK : a->be->alloc(a->be, bytes, (void **)&ln->win);
+    if (st != DX_OK) return dx_fail(err, st, "cannot allocate %zu bytes of signal window", bytes);
+  }
+  return DX_OK;
+}
+
 dx_status dx_an_prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err) {
   int rate = a->p.feat.sample_rate, same = sr == rate;
   *olen = same ? n : (size_t)(n * ((double)rate / sr) + 0.5);
   if (*olen == 0) return dx_fail(err, DX_ERR_EMPTY, "the audio is too short to analyse");
-  dx_status st = reserve(a, *olen, dx_feat_frame_count(*olen, a->p.feat.hop), err);
+  dx_status st = reserve(a, y ? *olen : 0, dx_feat_frame_count(*olen, a->p.feat.hop), err);
   if (st != DX_OK) return st;
+  if (!y) return reserve_windows(a, err);
   /* on the CPU backend a->y is host memory: the signal goes straight there */
   int direct = a->be->kind == DX_DEVICE_CPU;
   if (!direct && grow_host(&a->rs, &a->cap_rs, *olen)) return dx_fail(err, DX_ERR_NOMEM, "out of memory");

@@ -18,6 +18,9 @@
 typedef struct {
   dx_feat_plan *plan;
   float *power; /* block x n_bins, backend memory */
+  /* streamed runs: the samples of the lane's frames, read back from the
+   * scratch file into win_host, then (CUDA) uploaded to win */
+  float *win, *win_host;
 } dx_an_lane;
 
 struct dx_analyzer {
@@ -42,7 +45,12 @@ struct dx_analyzer {
   int sx_rate;
   dx_audio dec; /* decoded file, kept between files (dx_analyzer_run_file) */
   size_t dec_cap;
+  int sig_fd;   /* >= 0 in a streamed run: its analysis signal, sig_len samples in a scratch file */
+  size_t sig_len;
 };
+
+/* Samples of a lane's window: what a->block frames read. */
+size_t dx_an_window_len(const dx_analyzer *a);
 
 /* Loudness measured beside the features (analysis.c). */
 typedef struct {
@@ -79,27 +87,32 @@ dx_status dx_an_run_start(dx_analyzer *a, const dx_audio *audio, int header_only
 /* Reserves the buffers for n frames at rate sr: *olen samples of analysis
  * signal at *y (host memory: a->y on the CPU backend, a->rs otherwise) and,
  * when mono is not NULL, the downmix buffer (*y itself at the analysis
- * rate). DX_ERR_EMPTY, DX_ERR_NOMEM, backend errors. */
+ * rate). With y NULL (a streamed run) only the per-frame buffers and the
+ * lanes' windows. DX_ERR_EMPTY, DX_ERR_NOMEM, backend errors. */
 dx_status dx_an_prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err);
 /* Mean of the channels of n interleaved frames (ch channels) into m, in
  * the float operations of the planar downmix (channel 0, plus each
  * further one, times 1 / ch). */
 void dx_an_downmix(const float *b, int ch, size_t n, float *m);
 
-/* Resampling of one track's downmix (n samples at rate sr) into y[0..olen)
- * with the analyzer's soxr: begin readies it (DX_ERR_INTERNAL); feed is
- * given samples [base, avail) of the downmix at mono[0 ..] and makes every
- * soxr call those allow (rs starts zeroed: read position, output position,
- * done); once avail reaches n it flushes, zeroes what soxr leaves of y and
- * sets rs->done. Samples before rs->pos are not read again. The calls do
- * not depend on how the downmix arrives, so neither does y. */
+/* Resampling of one track's downmix (n samples at rate sr) into olen
+ * samples with the analyzer's soxr: begin readies it (DX_ERR_INTERNAL);
+ * feed is given samples [base, avail) of the downmix at mono[0 ..] and
+ * makes every soxr call those allow (rs starts zeroed: read position,
+ * output position, done), writing output samples [y_base, y_base + y_cap)
+ * to y[0 ..]; once avail reaches n it flushes, zeroes what soxr leaves of
+ * y and sets rs->done. It returns early when y is full (rs->opos ==
+ * y_base + y_cap < olen): the caller empties it and calls again. Samples
+ * before rs->pos are not read again. The calls do not depend on how the
+ * downmix arrives, nor, while y has room for what one call can give, on
+ * y_cap, so neither does the signal. */
 typedef struct {
   size_t pos, opos;
   int done;
 } dx_an_rs;
 dx_status dx_an_resample_begin(dx_analyzer *a, int sr, dx_errbuf *err);
 dx_status dx_an_resample_feed(dx_analyzer *a, const float *mono, size_t base, size_t avail, size_t n, float *y,
-                              size_t olen, dx_an_rs *rs, dx_errbuf *err);
+                              size_t y_base, size_t y_cap, size_t olen, dx_an_rs *rs, dx_errbuf *err);
 
 /* From the analysis signal on: progress 20, the features (dx_an_features),
  * dx_an_run_end(run) whatever happens, then tempo and key into r. */
@@ -113,7 +126,8 @@ dx_status dx_an_run_stream(dx_analyzer *a, dx_audio_file *f, const dx_audio_info
                            dx_analysis_progress_fn progress, void *ud, dx_analysis_result *r, dx_errbuf *err);
 
 /* Every per-frame feature of mono y (n samples; backend memory when y is
- * a->y, else host memory) for feature groups f, reductions into r, the
+ * a->y, else host memory; NULL when a->sig_fd holds it) for feature groups
+ * f, reductions into r, the
  * onset envelopes into a->env_host / env_low_host and the key chroma means
  * into a->key_chroma. Progress 20..80. Errors: backend statuses, the
  * progress callback's, DX_ERR_NOMEM. */

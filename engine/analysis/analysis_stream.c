@@ -2,19 +2,22 @@
  * params.stream_min_seconds, see dx_analysis.h). The file is decoded block
  * by block and each block, while it is in cache, is measured for loudness
  * (dx_loudness_stream_*, on the original channels at the original rate),
- * downmixed and fed to the analyzer's resampler, whose output goes
- * straight into the analysis signal; without resampling the downmix goes
- * there itself. The decoded channels are never held: memory grows only
- * with the analysis signal and the per-frame features. The resampler gets
- * the same calls as on the whole-file path (analysis.c), so the signal,
- * and every feature computed from it, come out identical. The features,
- * tempo and key then run as there.
+ * downmixed and fed to the analyzer's resampler, whose output goes to the
+ * analysis signal's scratch file (unlinked, in params.scratch_dir); without
+ * resampling the downmix goes there itself. Neither the decoded channels
+ * nor the signal are held: memory grows only with the per-frame features.
+ * The resampler gets the same calls as on the whole-file path (analysis.c)
+ * and each frame is computed from the same samples (features_pass.c reads
+ * each block's window back from the file), so every feature comes out
+ * identical. The features, tempo and key then run as there.
  * Threading: the calling thread decodes, measures and resamples; the
  * feature work is shared among the run's threads as on the whole-file
  * path (features_pass.c); progress is reported from the calling thread. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "analysis_priv.h"
 #include "dx_util.h"
@@ -25,7 +28,9 @@ typedef struct {
   void *ud;
   dx_loudness_stream *loud; /* NULL: no loudness asked for */
   int want_mono, resample;
-  float *y;                 /* the analysis signal, olen samples */
+  int fd;                   /* the analysis signal's scratch file, olen samples */
+  float *out;               /* its samples [out_base, rs.opos) not written yet; room for out_cap */
+  size_t out_base, out_cap;
   size_t olen, n;           /* n: frames the header declares */
   float *stage;             /* downmix not resampled yet: samples [base, avail) of the track */
   size_t cap_stage, base, avail;
@@ -36,7 +41,16 @@ typedef struct {
   dx_errbuf *err;
 } stream_state;
 
-/* Downmix n frames behind what the stage holds and resample what can be. */
+/* Append the analysis signal's samples [out_base, end) from out to the file. */
+static dx_status flush(stream_state *s, size_t end) {
+  if (end > s->out_base && dx_write_all(s->fd, s->out, (end - s->out_base) * sizeof *s->out))
+    return dx_fail(s->err, DX_ERR_IO, "cannot write the analysis scratch file: %s", strerror(errno));
+  s->out_base = end;
+  return DX_OK;
+}
+
+/* Downmix n frames behind what the stage holds, resample what can be and
+ * write it out. */
 static dx_status feed(stream_state *s, const float *b, int ch, size_t n) {
   if (s->rs.done) return DX_OK; /* the signal is complete: the rest is never read */
   size_t have = s->avail - s->base;
@@ -49,8 +63,14 @@ static dx_status feed(stream_state *s, const float *b, int ch, size_t n) {
   }
   dx_an_downmix(b, ch, n, s->stage + have);
   s->avail += n;
-  dx_status st = dx_an_resample_feed(s->a, s->stage, s->base, s->avail, s->n, s->y, s->olen, &s->rs, s->err);
-  if (st != DX_OK) return st;
+  for (;;) {
+    dx_status st = dx_an_resample_feed(s->a, s->stage, s->base, s->avail, s->n, s->out, s->out_base, s->out_cap,
+                                       s->olen, &s->rs, s->err);
+    if (st != DX_OK) return st;
+    int full = s->rs.opos == s->out_base + s->out_cap;
+    if ((st = flush(s, s->rs.opos)) != DX_OK) return st;
+    if (!full || s->rs.done) break;
+  }
   size_t drop = s->rs.pos - s->base;
   if (drop) {
     memmove(s->stage, s->stage + drop, (s->avail - s->rs.pos) * sizeof *s->stage);
@@ -75,7 +95,11 @@ static dx_status on_block(void *ud, const dx_audio *au, const float *b, size_t f
     if (s->resample) {
       if ((st = feed(s, b, au->channels, n)) != DX_OK) return st;
     } else {
-      dx_an_downmix(b, au->channels, n, s->y + frame0);
+      for (size_t i = 0; i < n; i += s->out_cap) {
+        size_t k = n - i < s->out_cap ? n - i : s->out_cap;
+        dx_an_downmix(b + i * au->channels, au->channels, k, s->out);
+        if ((st = flush(s, s->out_base + k)) != DX_OK) return st;
+      }
     }
     s->t_rs += dx_now() - t0;
   }
@@ -93,17 +117,28 @@ dx_status dx_an_run_stream(dx_analyzer *a, dx_audio_file *f, const dx_audio_info
   dx_audio hdr = {NULL, info->channels, info->samplerate, info->frames};
   dx_status st = dx_an_run_start(a, &hdr, 1, &features, r, err);
   if (st != DX_OK) return st;
-  stream_state s = {.a = a, .progress = progress, .ud = ud, .n = info->frames, .err = err};
+  stream_state s = {.a = a, .progress = progress, .ud = ud, .n = info->frames, .fd = -1, .err = err};
   s.want_mono = (features & ~DX_AF_LOUDNESS) != 0;
   s.span = s.want_mono ? 20 : 100;
   if (features & DX_AF_LOUDNESS) st = dx_loudness_stream_begin(info->channels, info->samplerate, &s.loud, err);
   if (st == DX_OK && s.want_mono) {
-    st = dx_an_prepare(a, info->samplerate, info->frames, &s.olen, NULL, &s.y, err);
+    st = dx_an_prepare(a, info->samplerate, info->frames, &s.olen, NULL, NULL, err);
     s.resample = info->samplerate != a->p.feat.sample_rate;
+    /* out holds what one feed gives (a resampler call or two, or a block),
+     * up to 16 MiB for absurdly low rates (then feed empties it between
+     * calls: the same signal, not necessarily the same bits as unstreamed) */
+    double ratio = (double)a->p.feat.sample_rate / info->samplerate;
+    s.out_cap = s.resample ? (size_t)fmin(4.0 * DX_AN_RESAMPLE_CHUNK * ratio + 65536, 1 << 22) : 65536;
+    if (st == DX_OK && !(s.out = malloc(s.out_cap * sizeof *s.out))) st = dx_fail(err, DX_ERR_NOMEM, "out of memory");
     if (st == DX_OK && s.resample) st = dx_an_resample_begin(a, info->samplerate, err);
+    const char *dir = a->p.scratch_dir[0] ? a->p.scratch_dir : getenv("TMPDIR");
+    if (st == DX_OK && (s.fd = dx_scratch_open(dir, "analysis")) < 0)
+      st = dx_fail(err, DX_ERR_IO, "cannot create the analysis scratch file in %s: %s", dir && *dir ? dir : "/tmp",
+                   strerror(errno));
   }
   if (st == DX_OK) st = dx_audio_file_decode(f, NULL, NULL, on_block, &s, err);
   free(s.stage);
+  free(s.out);
   r->t_loudness = s.t_loud;
   r->t_resample = s.t_rs;
   r->t_decode = dx_now() - t0 - s.t_loud - s.t_rs;
@@ -111,22 +146,27 @@ dx_status dx_an_run_stream(dx_analyzer *a, dx_audio_file *f, const dx_audio_info
     st = dx_fail(err, DX_ERR_SILENT, "the audio is silent (peak %.3g)", (double)s.peak);
   if (st == DX_OK && s.resample && !s.rs.done) st = dx_fail(err, DX_ERR_INTERNAL, "resampling stopped short");
   if (s.loud) {
-    if (st != DX_OK) {
+    if (st == DX_OK) {
+      double t1 = dx_now();
+      st = dx_loudness_stream_end(s.loud, &r->lufs, &r->lra, &r->true_peak_db, err);
+      r->t_loudness += dx_now() - t1;
+    } else {
       dx_loudness_stream_free(s.loud);
-      return st;
     }
-    double t1 = dx_now();
-    if ((st = dx_loudness_stream_end(s.loud, &r->lufs, &r->lra, &r->true_peak_db, err)) != DX_OK) return st;
-    r->t_loudness += dx_now() - t1;
   }
-  if (st != DX_OK) return st;
-  if (s.want_mono) {
+  if (st == DX_OK && s.want_mono) {
     dx_an_run *run = NULL;
     if ((st = dx_an_run_begin(a, NULL, &run)) != DX_OK) {
       dx_an_run_end(run);
-      return dx_fail(err, st, "out of memory");
+      st = dx_fail(err, st, "out of memory");
+    } else {
+      a->sig_fd = s.fd;
+      a->sig_len = s.out_base;
+      st = dx_an_run_features(a, run, NULL, s.olen, features, progress, ud, r, err);
+      a->sig_fd = -1;
     }
-    if ((st = dx_an_run_features(a, run, s.y, s.olen, features, progress, ud, r, err)) != DX_OK) return st;
   }
+  if (s.fd >= 0) close(s.fd);
+  if (st != DX_OK) return st;
   return progress ? progress(ud, 100) : DX_OK;
 }

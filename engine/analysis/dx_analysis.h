@@ -56,8 +56,11 @@ typedef struct {
                                all of them (results do not depend on the count) */
   double stream_min_seconds; /* 1200: dx_analyzer_run_file decodes a longer file block by block (loudness,
                                downmix and resampling as each block arrives; the decoded channels are never
-                               held) instead of into the analyzer's buffer; same results either way.
+                               held, the analysis signal goes to a scratch file and is read back a window
+                               at a time) instead of into the analyzer's buffers; same results either way.
                                0: every file; < 0: none */
+  char scratch_dir[1024];    /* where streamed runs put that scratch file (unlinked at once, 88 KB per
+                               second of track at 22,050 Hz); "": $TMPDIR, else /tmp */
 } dx_analysis_params;
 
 void dx_analysis_default_params(dx_analysis_params *p);
@@ -129,10 +132,12 @@ dx_status dx_analyzer_run(dx_analyzer *a, const dx_audio *audio, unsigned featur
 
 /* Decode path (dx_audio_load, limited to max_seconds) and analyse it.
  * A file longer than params.stream_min_seconds is streamed: memory then
- * grows only with the analysis signal (mono at the analysis rate) and the
- * per-frame features, not with the file's channels and rate; progress is
- * reported while it decodes (0..20, or 0..100 for loudness alone).
- * Decoder statuses (DX_ERR_UNSUPPORTED, DX_ERR_CORRUPT, ...) pass through. */
+ * grows only with the per-frame features (about 34 KB per second of track
+ * with the defaults), not with the file's channels and rate nor with the
+ * analysis signal, which waits in a scratch file (DX_ERR_IO when it cannot
+ * be written or read); progress is reported while it decodes (0..20, or
+ * 0..100 for loudness alone). Decoder statuses (DX_ERR_UNSUPPORTED,
+ * DX_ERR_CORRUPT, ...) pass through. */
 dx_status dx_analyzer_run_file(dx_analyzer *a, const char *path, unsigned features, dx_analysis_progress_fn progress,
                                void *ud, dx_analysis_result *out, dx_errbuf *err);
 

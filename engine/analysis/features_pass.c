@@ -2,7 +2,9 @@
  * analysis.c for the whole picture): every per-frame feature of the mono
  * signal, then the track-wide steps and reductions.
  *
- *   phase 1, per block of frames: y --stft_power--> power
+ *   phase 1, per block of frames (a streamed run first reads the block's
+ *   window of y back from its scratch file; on CUDA it is uploaded):
+ *     y --stft_power--> power
  *     power --spectral_frames--> feat[:, centroid..contrast]
  *     power --mel_power--> mel      power --chroma_power--> chroma, key chroma (max-normalised)
  *     y --signal_frames--> feat[:, rms, zcr]
@@ -73,6 +75,16 @@ struct dx_an_run {
     }                                                                                                                  \
   } while (0)
 
+/* A streamed run's samples [lo, hi) from its scratch file into the lane's
+ * window (zeros past what the resampler wrote, as on the whole-file path). */
+static dx_status read_window(dx_analyzer *a, dx_an_lane *ln, size_t lo, size_t hi) {
+  size_t have = a->sig_len > lo ? (a->sig_len < hi ? a->sig_len : hi) - lo : 0;
+  if (have && dx_pread_all(a->sig_fd, ln->win_host, have * sizeof(float), (long long)(lo * sizeof(float))))
+    return DX_ERR_IO;
+  memset(ln->win_host + have, 0, (hi - lo - have) * sizeof(float));
+  return ln->win == ln->win_host ? DX_OK : a->be->upload(a->be, ln->win, ln->win_host, (hi - lo) * sizeof(float));
+}
+
 /* Frames [f0, f0 + nf): everything computed per frame. */
 static dx_status frames_task(dx_an_run *c, dx_an_lane *ln, size_t f0, int nf, const char **what) {
   dx_analyzer *a = c->a;
@@ -86,8 +98,21 @@ static dx_status frames_task(dx_an_run *c, dx_an_lane *ln, size_t f0, int nf, co
   int need_chroma = (f & (DX_AF_KEY | DX_AF_CHROMA)) != 0;
   int need_spec = (f & DX_AF_SPECTRAL) != 0;
   int need_sig = (f & (DX_AF_ENERGY | DX_AF_SPECTRAL)) != 0;
+  const float *y = a->y; /* holds samples from y0 on */
+  size_t y0 = 0;
+  if (a->sig_fd >= 0) {
+    size_t lo, hi;
+    dx_feat_frames_span(c->n, fp->n_fft, fp->hop, f0, nf, &lo, &hi);
+    dx_status st = read_window(a, ln, lo, hi);
+    if (st != DX_OK) {
+      *what = st == DX_ERR_IO ? "reading the analysis signal back from its scratch file" : "uploading the signal window";
+      return st;
+    }
+    y = ln->win;
+    y0 = lo;
+  }
   if (need_mel || need_chroma || need_spec) {
-    TRY(op->stft_power(pl, a->y, c->n, f0, nf, ln->power, nb));
+    TRY(op->stft_power(pl, y, y0, c->n, f0, nf, ln->power, nb));
     if (need_spec) TRY(op->spectral_frames(pl, ln->power, nb, nf, a->feat + f0 * DX_FCOL_COUNT, DX_FCOL_COUNT));
     /* melspectrogram: mel_fb @ |X|^2 (power 2) */
     if (need_mel) TRY(op->mel_power(pl, ln->power, nb, nf, a->mel + f0 * fp->n_mels, fp->n_mels));
@@ -105,7 +130,7 @@ static dx_status frames_task(dx_an_run *c, dx_an_lane *ln, size_t f0, int nf, co
       if (kc) TRY(op->rows_normalize_max(be, kc, nf, nc, nc));
     }
   }
-  if (need_sig) TRY(op->signal_frames(pl, a->y, c->n, f0, nf, a->feat + f0 * DX_FCOL_COUNT, DX_FCOL_COUNT));
+  if (need_sig) TRY(op->signal_frames(pl, y, y0, c->n, f0, nf, a->feat + f0 * DX_FCOL_COUNT, DX_FCOL_COUNT));
   return DX_OK;
 }
 
@@ -274,10 +299,11 @@ dx_status dx_an_features(dx_analyzer *a, dx_an_run *c, const float *y_host, size
   if (T > (size_t)1 << 30) return dx_fail(err, DX_ERR_TOO_LONG, "track too long to analyse");
   int Ti = (int)T;
   r->frames = T;
-  if (n > a->cap_samples || T > a->cap_frames) return dx_fail(err, DX_ERR_INTERNAL, "analysis buffers not reserved");
+  if ((a->sig_fd < 0 && n > a->cap_samples) || T > a->cap_frames)
+    return dx_fail(err, DX_ERR_INTERNAL, "analysis buffers not reserved");
 
   double t0 = dx_now();
-  if (y_host != a->y) {
+  if (y_host && y_host != a->y) {
     STEP(be->upload(be, a->y, y_host, n * sizeof(float)));
     STEP(be->sync(be));
   }

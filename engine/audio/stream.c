@@ -18,41 +18,6 @@
 #include "dx_audio.h"
 #include "dx_util.h"
 
-/* ---- scratch files ---- */
-
-static int scratch_open(const char *dir, const char *hint) {
-  char tmpl[4200];
-  snprintf(tmpl, sizeof tmpl, "%s/.%s.scratch.XXXXXX", dir && *dir ? dir : "/tmp", hint);
-  int fd = mkstemp(tmpl);
-  if (fd >= 0) unlink(tmpl);
-  return fd;
-}
-
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t off) {
-  char *p = buf;
-  while (n) {
-    ssize_t r = pread(fd, p, n, off);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    p += r;
-    n -= (size_t)r;
-    off += r;
-  }
-  return 0;
-}
-
 /* ---- writer ---- */
 
 struct dx_audio_writer {
@@ -114,7 +79,7 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
     char *sl = strrchr(dir, '/');
     if (sl) *sl = 0;
     else snprintf(dir, sizeof dir, ".");
-    w->fd = scratch_open(dir, "stem");
+    w->fd = dx_scratch_open(dir, "stem");
     s = w->fd < 0 ? dx_fail(err, DX_ERR_IO, "cannot create a scratch file next to %s: %s", path, strerror(errno))
                   : DX_OK;
   } else {
@@ -137,7 +102,7 @@ dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t 
       for (size_t c = 0; c < ch; c++) w->block[i * ch + c] = planar[c * stride + done + i];
     if (w->rescale) {
       for (size_t i = 0; i < k * ch; i++) w->peak = fmaxf(w->peak, fabsf(w->block[i]));
-      if (write_all(w->fd, w->block, k * ch * sizeof *w->block))
+      if (dx_write_all(w->fd, w->block, k * ch * sizeof *w->block))
         return dx_fail(err, DX_ERR_IO, "cannot write the scratch file for %s: %s", w->path, strerror(errno));
     } else if (sf_writef_float(w->sf, w->block, (sf_count_t)k) != (sf_count_t)k) {
       return dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
@@ -172,7 +137,7 @@ dx_status dx_audio_writer_close(dx_audio_writer *w, dx_errbuf *err) {
     s = writer_open_sf(w, err);
     for (size_t done = 0; s == DX_OK && done < w->frames;) {
       size_t k = w->frames - done < DX_AUDIO_BLOCK ? w->frames - done : DX_AUDIO_BLOCK;
-      if (pread_all(w->fd, w->block, k * ch * sizeof *w->block, (off_t)(done * ch * sizeof *w->block))) {
+      if (dx_pread_all(w->fd, w->block, k * ch * sizeof *w->block, (off_t)(done * ch * sizeof *w->block))) {
         s = dx_fail(err, DX_ERR_IO, "cannot read back the scratch file for %s", w->path);
         break;
       }
@@ -265,7 +230,7 @@ static dx_status decode_to_scratch(dx_audio_reader *r, SNDFILE *sf, const SF_INF
       break;
     }
     if (produced > olen - put) produced = olen - put;
-    if (s == DX_OK && produced && write_all(r->fd, out, produced * ch * sizeof *out))
+    if (s == DX_OK && produced && dx_write_all(r->fd, out, produced * ch * sizeof *out))
       s = dx_fail(err, DX_ERR_IO, "cannot write the scratch file: %s", strerror(errno));
     put += produced;
   }
@@ -280,7 +245,7 @@ static dx_status decode_to_scratch(dx_audio_reader *r, SNDFILE *sf, const SF_INF
     memset(obuf, 0, ocap * ch * sizeof *obuf);
     while (s == DX_OK && put < olen) {
       size_t k = olen - put < ocap ? olen - put : ocap;
-      if (write_all(r->fd, obuf, k * ch * sizeof *obuf)) s = dx_fail(err, DX_ERR_IO, "cannot write the scratch file");
+      if (dx_write_all(r->fd, obuf, k * ch * sizeof *obuf)) s = dx_fail(err, DX_ERR_IO, "cannot write the scratch file");
       put += k;
     }
   }
@@ -318,7 +283,7 @@ dx_status dx_audio_reader_open(const char *path, double max_seconds, int sampler
     return DX_OK;
   }
   if (s == DX_OK) {
-    r->fd = scratch_open(tmp_dir, "audio");
+    r->fd = dx_scratch_open(tmp_dir, "audio");
     if (r->fd < 0) s = dx_fail(err, DX_ERR_IO, "cannot create a scratch file in %s: %s", tmp_dir, strerror(errno));
   }
   if (s == DX_OK) s = decode_to_scratch(r, sf, &si, samplerate, err);
@@ -362,7 +327,7 @@ dx_status dx_audio_reader_read(dx_audio_reader *r, size_t offset, size_t n, floa
       if (sf_readf_float(r->sf, r->block, (sf_count_t)k) != (sf_count_t)k)
         return dx_fail(err, DX_ERR_CORRUPT, "damaged audio: cannot decode frames %zu..%zu", offset + done,
                        offset + done + k);
-    } else if (pread_all(r->fd, r->block, k * sc * sizeof *r->block,
+    } else if (dx_pread_all(r->fd, r->block, k * sc * sizeof *r->block,
                          (off_t)((offset + done) * sc * sizeof *r->block))) {
       return dx_fail(err, DX_ERR_IO, "cannot read the scratch file");
     }

@@ -31,6 +31,14 @@ dx_status dx_write_file_atomic(const char *path, const void *data, size_t n);
 dx_status dx_read_file(const char *path, char **data, size_t *n);
 /* Remove a directory tree; missing is fine. */
 dx_status dx_rmtree(const char *path);
+/* A scratch file in dir ("" or NULL: /tmp) named .<hint>.scratch.XXXXXX,
+ * unlinked at once so that nothing is left behind, whatever happens: its
+ * descriptor, or -1 with errno set. */
+int dx_scratch_open(const char *dir, const char *hint);
+/* write(2) / pread(2) of exactly n bytes (EINTR retried): 0, or -1 on an
+ * error or (pread) an early end of file. */
+int dx_write_all(int fd, const void *buf, size_t n);
+int dx_pread_all(int fd, void *buf, size_t n, long long off);
 
 /* IEEE half-precision bits to float (model files and reference tensors). */
 float dx_half_to_float(uint16_t h);

@@ -80,6 +80,39 @@ dx_status dx_write_file_atomic(const char *path, const void *data, size_t n) {
   return DX_OK;
 }
 
+int dx_scratch_open(const char *dir, const char *hint) {
+  char tmpl[4200];
+  snprintf(tmpl, sizeof tmpl, "%s/.%s.scratch.XXXXXX", dir && *dir ? dir : "/tmp", hint);
+  int fd = mkstemp(tmpl);
+  if (fd >= 0) unlink(tmpl);
+  return fd;
+}
+
+int dx_write_all(int fd, const void *buf, size_t n) {
+  const char *p = buf;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int dx_pread_all(int fd, void *buf, size_t n, long long off) {
+  char *p = buf;
+  while (n) {
+    ssize_t r = pread(fd, p, n, (off_t)off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    p += r;
+    n -= (size_t)r;
+    off += r;
+  }
+  return 0;
+}
+
 dx_status dx_read_file(const char *path, char **data, size_t *n) {
   *data = NULL;
   *n = 0;

@@ -108,6 +108,12 @@ dx_status dx_job_analyze(dx_job_ctx *ctx, dx_errbuf *err) {
   dx_analysis_params ap;
   dx_analysis_default_params(&ap);
   ap.max_seconds = ctx->cfg->max_track_seconds;
+  /* long tracks' analysis signal waits on the storage disk, not in /tmp (often RAM) */
+  snprintf(ap.scratch_dir, sizeof ap.scratch_dir, "%s/tmp", ctx->cfg->storage_dir);
+  if (dx_mkdirs(ap.scratch_dir) != DX_OK) {
+    dx_job_set_retryable(ctx, 1);
+    return dx_fail(err, DX_ERR_IO, "cannot create the scratch folder %s", ap.scratch_dir);
+  }
   dx_analyzer *an = NULL;
   dx_errbuf aerr = {{0}};
   if ((st = dx_analyzer_cached(ctx->backend, &ap, &an, &aerr)) != DX_OK) {

@@ -27,7 +27,7 @@ dx_status dx_feat_plan_alloc_host_tables(dx_feat_plan *plan);
 
 dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames, float *feat,
                                  int ld_feat);
-dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t n_samples, size_t frame0, int n_frames,
+dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t y0, size_t n_samples, size_t frame0, int n_frames,
                                float *feat, int ld_feat);
 
 #endif

@@ -311,10 +311,12 @@ DX_HOT dx_status dx_cpu_spectral_frames(dx_feat_plan *plan, const float *power, 
  * with |x| <= 1e-10 count as 0; a crossing at i (1 <= i < n_fft) is a change
  * of sign bit between x[i-1] and x[i] (0 counts as positive); the rate is
  * crossings / n_fft. */
-DX_HOT dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
-                               float *feat, int ld_feat) {
+DX_HOT dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t y0, size_t n, size_t frame0,
+                                      int n_frames, float *feat, int ld_feat) {
   int nf = plan->p.n_fft, hop = plan->p.hop;
-  if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0) return DX_ERR_INVALID;
+  size_t lo, hi;
+  dx_feat_frames_span(n, nf, hop, frame0, n_frames, &lo, &hi);
+  if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0 || y0 > lo) return DX_ERR_INVALID;
   for (int f = 0; f < n_frames; f++) {
     long long start = (long long)(frame0 + (size_t)f) * hop - nf / 2;
     double ss = 0;
@@ -323,7 +325,7 @@ DX_HOT dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t
       /* float partial sums in LANES lanes (vector registers), combined in
        * double; a value is negative for the crossing count when below
        * -1e-10 (|x| <= 1e-10 counts as 0, and 0 as positive) */
-      const float *x = y + start;
+      const float *x = y + (start - (long long)y0);
       float acc[LANES] = {0};
       int nf8 = nf & ~(LANES - 1);
       for (int i = 0; i < nf8; i += LANES)
@@ -338,10 +340,10 @@ DX_HOT dx_status dx_cpu_signal_frames(dx_feat_plan *plan, const float *y, size_t
     }
     for (int i = 0; i < nf; i++) {
       long long idx = start + i;
-      float v = (idx >= 0 && idx < (long long)n) ? y[idx] : 0.0f;
+      float v = (idx >= 0 && idx < (long long)n) ? y[idx - (long long)y0] : 0.0f;
       ss += (double)v * v;
       long long ci = idx < 0 ? 0 : idx >= (long long)n ? (long long)n - 1 : idx;
-      float z = y[ci];
+      float z = y[ci - (long long)y0];
       int neg = fabsf(z) <= 1e-10f ? 0 : signbit(z) != 0;
       if (i > 0 && neg != prev_neg) zc++;
       prev_neg = neg;

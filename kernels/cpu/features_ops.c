@@ -154,20 +154,22 @@ static dx_status cpu_plan_create(dx_backend *be, const dx_feat_params *p, int ma
  * zeros on both sides (pad_mode='constant'), frame t starts at t*hop in the
  * padded signal, is multiplied by the periodic Hann window and transformed
  * with a real FFT; the output is |X|^2 per bin. */
-DX_HOT static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
-                                float *out, int ld) {
+DX_HOT static dx_status cpu_stft_power(dx_feat_plan *plan, const float *y, size_t y0, size_t n, size_t frame0,
+                                       int n_frames, float *out, int ld) {
   dx_cpu_feat_priv *pv = plan->priv;
   int nf = plan->p.n_fft, nb = plan->n_bins, hop = plan->p.hop;
-  if (n_frames < 0 || n_frames > plan->max_frames || ld < nb) return DX_ERR_INVALID;
+  size_t lo, hi;
+  dx_feat_frames_span(n, nf, hop, frame0, n_frames, &lo, &hi);
+  if (n_frames < 0 || n_frames > plan->max_frames || ld < nb || y0 > lo) return DX_ERR_INVALID;
   for (int f = 0; f < n_frames; f++) {
     long long start = (long long)(frame0 + (size_t)f) * hop - nf / 2;
     if (start >= 0 && start + nf <= (long long)n) {
-      const float *src = y + start;
+      const float *src = y + (start - (long long)y0);
       for (int i = 0; i < nf; i++) pv->frame[i] = src[i] * pv->window[i];
     } else {
       for (int i = 0; i < nf; i++) {
         long long idx = start + i;
-        pv->frame[i] = (idx >= 0 && idx < (long long)n) ? y[idx] * pv->window[i] : 0.0f;
+        pv->frame[i] = (idx >= 0 && idx < (long long)n) ? y[idx - (long long)y0] * pv->window[i] : 0.0f;
       }
     }
     fftwf_execute_dft_r2c(pv->fft, pv->frame, pv->spec);

@@ -35,7 +35,7 @@ typedef struct {
 
 extern "C" dx_status dx_cuda_spectral_frames(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames,
                                              float *feat, int ld_feat);
-extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, size_t n_samples, size_t frame0,
+extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, size_t y0, size_t n_samples, size_t frame0,
                                            int n_frames, float *feat, int ld_feat);
 extern "C" dx_status dx_cuda_chroma_power(dx_feat_plan *plan, const float *power, int ld_pow, int n_frames,
                                           int key_bin0, float *chroma, float *key, int ld_out);

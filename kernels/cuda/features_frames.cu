@@ -117,18 +117,19 @@ extern "C" dx_status dx_cuda_spectral_frames(dx_feat_plan *plan, const float *po
 
 /* RMS over the zero-padded frame; zero crossings over the edge-padded one
  * (|x| <= 1e-10 counts as 0, 0 counts as positive), rate = count / n_fft. */
-__global__ void k_signal(const float *y, long long n, long long frame0, int nf, int hop, float *feat, int ld_feat) {
+__global__ void k_signal(const float *y, long long y0, long long n, long long frame0, int nf, int hop, float *feat,
+                         int ld_feat) {
   __shared__ double sm[FTPB];
   long long start = (frame0 + blockIdx.x) * hop - nf / 2;
   double ss = 0, zc = 0;
   for (int i = threadIdx.x; i < nf; i += blockDim.x) {
     long long idx = start + i;
-    float v = (idx >= 0 && idx < n) ? y[idx] : 0.0f;
+    float v = (idx >= 0 && idx < n) ? y[idx - y0] : 0.0f;
     ss += (double)v * v;
     if (i > 0) {
       long long a = idx - 1 < 0 ? 0 : (idx - 1 >= n ? n - 1 : idx - 1);
       long long b = idx < 0 ? 0 : (idx >= n ? n - 1 : idx);
-      float za = y[a], zb = y[b];
+      float za = y[a - y0], zb = y[b - y0];
       int na = fabsf(za) <= 1e-10f ? 0 : signbit(za) != 0;
       int nb = fabsf(zb) <= 1e-10f ? 0 : signbit(zb) != 0;
       zc += na != nb;
@@ -143,13 +144,15 @@ __global__ void k_signal(const float *y, long long n, long long frame0, int nf, 
   }
 }
 
-extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames,
-                                           float *feat, int ld_feat) {
+extern "C" dx_status dx_cuda_signal_frames(dx_feat_plan *plan, const float *y, size_t y0, size_t n, size_t frame0,
+                                           int n_frames, float *feat, int ld_feat) {
   dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
-  if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0) return DX_ERR_INVALID;
+  size_t lo, hi;
+  dx_feat_frames_span(n, plan->p.n_fft, plan->p.hop, frame0, n_frames, &lo, &hi);
+  if (ld_feat < DX_FCOL_COUNT || n_frames < 0 || n == 0 || y0 > lo) return DX_ERR_INVALID;
   if (!n_frames) return DX_OK;
-  k_signal<<<n_frames, FTPB, 0, pv->stream>>>(y, (long long)n, (long long)frame0, plan->p.n_fft, plan->p.hop, feat,
-                                              ld_feat);
+  k_signal<<<n_frames, FTPB, 0, pv->stream>>>(y, (long long)y0, (long long)n, (long long)frame0, plan->p.n_fft,
+                                              plan->p.hop, feat, ld_feat);
   DX_CUDA_CHECK(cudaGetLastError());
   return DX_OK;
 }

@@ -166,13 +166,13 @@ static dx_status cu_plan_create(dx_backend *be, const dx_feat_params *p, int max
 }
 
 /* Centred, zero-padded frames times the periodic Hann window (librosa >= 0.10). */
-__global__ void k_frames(const float *y, long long n, long long frame0, int n_frames, int nf, int hop, const float *w,
-                         float *frames) {
+__global__ void k_frames(const float *y, long long y0, long long n, long long frame0, int n_frames, int nf, int hop,
+                         const float *w, float *frames) {
   long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= (long long)n_frames * nf) return;
   int f = (int)(i / nf), j = (int)(i % nf);
   long long idx = (frame0 + f) * hop - nf / 2 + j;
-  frames[i] = (idx >= 0 && idx < n) ? y[idx] * w[j] : 0.0f;
+  frames[i] = (idx >= 0 && idx < n) ? y[idx - y0] * w[j] : 0.0f;
 }
 
 __global__ void k_power(const cufftComplex *spec, int n_frames, int nb, float *out, int ld) {
@@ -185,15 +185,17 @@ __global__ void k_power(const cufftComplex *spec, int n_frames, int nb, float *o
 
 static unsigned blocks_for(long long n) { return (unsigned)((n + TPB - 1) / TPB); }
 
-static dx_status cu_stft_power(dx_feat_plan *plan, const float *y, size_t n, size_t frame0, int n_frames, float *out,
-                               int ld) {
+static dx_status cu_stft_power(dx_feat_plan *plan, const float *y, size_t y0, size_t n, size_t frame0, int n_frames,
+                               float *out, int ld) {
   dx_cuda_feat_priv *pv = (dx_cuda_feat_priv *)plan->priv;
   int nf = plan->p.n_fft, nb = plan->n_bins;
-  if (n_frames < 0 || n_frames > plan->max_frames || ld < nb) return DX_ERR_INVALID;
+  size_t lo, hi;
+  dx_feat_frames_span(n, nf, plan->p.hop, frame0, n_frames, &lo, &hi);
+  if (n_frames < 0 || n_frames > plan->max_frames || ld < nb || y0 > lo) return DX_ERR_INVALID;
   if (!n_frames) return DX_OK;
   long long tot = (long long)n_frames * nf;
-  k_frames<<<blocks_for(tot), TPB, 0, pv->stream>>>(y, (long long)n, (long long)frame0, n_frames, nf, plan->p.hop,
-                                                    pv->window, pv->frames);
+  k_frames<<<blocks_for(tot), TPB, 0, pv->stream>>>(y, (long long)y0, (long long)n, (long long)frame0, n_frames, nf,
+                                                    plan->p.hop, pv->window, pv->frames);
   DX_CUDA_CHECK(cudaGetLastError());
   /* the plan is batched for max_frames: frames past n_frames hold old data
    * and their spectra are not read */

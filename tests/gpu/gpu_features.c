@@ -7,7 +7,8 @@
  * col_max, power_to_db, gemm_nt for the DCT, onset_flux over all and over
  * the low bands, the contrast steps with cols_sub, moments). The GPU runs
  * the STFT and signal features in chunks smaller than the CPU's one call
- * (frame offsets, a partial last batch), with row strides wider than the
+ * (frame offsets, a partial last batch; each chunk's signal a window of
+ * just the samples it reads), with row strides wider than the
  * rows, and every GPU output starts as NaN so an element left unwritten
  * fails. Per-frame features are compared column by column (relative L2),
  * so a small feature is not hidden behind a large one; a rolloff one bin
@@ -24,7 +25,9 @@
  * engine/analysis on cpu and on cuda, every result compared (scalars:
  * relative error; vectors: largest difference over the vector's largest
  * magnitude); then a 12 s track on the same CUDA analyzer (buffers sized
- * for the longer track are reused); then two worker threads with their own
+ * for the longer track are reused); then the 30 s track as a file on the
+ * streaming path (its signal uploaded a 200-frame window at a time) against
+ * the CPU's streamed result; then two worker threads with their own
  * CUDA backends (streams) and params.threads 2 analyse at once.
  *
  * Without a GPU (or in a build without CUDA) every test says why and
@@ -34,6 +37,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dx_analysis.h"
 #include "dx_test.h"
@@ -277,18 +281,26 @@ DX_TEST(ops_equal_cpu) {
   const dx_feature_ops *C = cpu->feat, *G = gpu->feat;
 
   /* per-frame ops: the CPU in one call, the GPU in chunks */
-  CHECK(C->stft_power(pc, y, n, 0, T, power, ldp) == DX_OK);
+  CHECK(C->stft_power(pc, y, 0, n, 0, T, power, ldp) == DX_OK);
   CHECK(C->spectral_frames(pc, power, ldp, T, feat, ldf) == DX_OK);
-  CHECK(C->signal_frames(pc, y, n, 0, T, feat, ldf) == DX_OK);
+  CHECK(C->signal_frames(pc, y, 0, n, 0, T, feat, ldf) == DX_OK);
   CHECK(C->mel_power(pc, power, ldp, T, mel, ldm) == DX_OK);
   CHECK(C->chroma_power(pc, power, ldp, T, kb, chroma, kchroma, nc) == DX_OK);
   CHECK(C->chroma_power(pc, power, ldp, T, kb, chroma2, NULL, nc) == DX_OK);
   for (int f0 = 0; f0 < T; f0 += CH) {
     int nf = T - f0 < CH ? T - f0 : CH;
     float *pw = dpow + (size_t)f0 * ldp;
-    CHECK(G->stft_power(pg, dy, n, f0, nf, pw, ldp) == DX_OK);
+    /* the signal as the streaming analysis gives it: a window of just the
+     * samples these frames read, in an allocation of its own */
+    size_t lo, hi;
+    dx_feat_frames_span(n, p.n_fft, p.hop, f0, nf, &lo, &hi);
+    float *dwin = dev_of(y + lo, hi - lo);
+    CHECK(G->stft_power(pg, dwin, lo, n, f0, nf, pw, ldp) == DX_OK);
     CHECK(G->spectral_frames(pg, pw, ldp, nf, dfeat + (size_t)f0 * ldf, ldf) == DX_OK);
-    CHECK(G->signal_frames(pg, dy, n, f0, nf, dfeat + (size_t)f0 * ldf, ldf) == DX_OK);
+    CHECK(G->signal_frames(pg, dwin, lo, n, f0, nf, dfeat + (size_t)f0 * ldf, ldf) == DX_OK);
+    if (lo) CHECK(G->stft_power(pg, dwin, lo + 1, n, f0, nf, pw, ldp) == DX_ERR_INVALID);
+    CHECK(gpu->sync(gpu) == DX_OK);
+    gpu->free(gpu, dwin);
     CHECK(G->mel_power(pg, pw, ldp, nf, dmel + (size_t)f0 * ldm, ldm) == DX_OK);
     CHECK(G->chroma_power(pg, pw, ldp, nf, kb, dchroma + (size_t)f0 * nc, dkchroma + (size_t)f0 * nc, nc) == DX_OK);
     CHECK(G->chroma_power(pg, pw, ldp, nf, kb, dchroma2 + (size_t)f0 * nc, NULL, nc) == DX_OK);
@@ -325,9 +337,9 @@ DX_TEST(ops_equal_cpu) {
   float mc = 0, mg = 0;
   /* no frames or rows: every op returns at once (a launch of zero blocks
    * is an invalid configuration), col_max gives -inf, moments 0 */
-  CHECK(G->stft_power(pg, dy, n, 0, 0, dpow, ldp) == DX_OK);
+  CHECK(G->stft_power(pg, dy, 0, n, 0, 0, dpow, ldp) == DX_OK);
   CHECK(G->spectral_frames(pg, dpow, ldp, 0, dfeat, ldf) == DX_OK);
-  CHECK(G->signal_frames(pg, dy, n, 0, 0, dfeat, ldf) == DX_OK);
+  CHECK(G->signal_frames(pg, dy, 0, n, 0, 0, dfeat, ldf) == DX_OK);
   CHECK(G->mel_power(pg, dpow, ldp, 0, dmel, ldm) == DX_OK);
   CHECK(G->chroma_power(pg, dpow, ldp, 0, kb, dchroma, dkchroma, nc) == DX_OK);
   CHECK(G->rows_normalize_max(gpu, dchroma, 0, nc, nc) == DX_OK);
@@ -396,8 +408,8 @@ DX_TEST(long_inputs_equal_cpu) {
   float *feat = host_nan(nfeat), *dy = dev_of(y, n), *dfeat = dev_nan(nfeat);
 
   /* signal features of every frame in one call */
-  CHECK(C->signal_frames(pc, y, n, 0, T, feat, ldf) == DX_OK);
-  CHECK(G->signal_frames(pg, dy, n, 0, T, dfeat, ldf) == DX_OK);
+  CHECK(C->signal_frames(pc, y, 0, n, 0, T, feat, ldf) == DX_OK);
+  CHECK(G->signal_frames(pg, dy, 0, n, 0, T, dfeat, ldf) == DX_OK);
   cmp_cols("gpu_long_signal_features", dfeat, feat, T, ldf, DX_FCOL_RMS, 2, 1);
 
   /* STFT and spectral features of frames [65,400, 65,700) and the last 300, in chunks */
@@ -410,12 +422,12 @@ DX_TEST(long_inputs_equal_cpu) {
       int nf = R - f < CH ? R - f : CH;
       size_t f0 = starts[s] + f;
       float *pw = dpow + (size_t)f * ldp, *fd = drfeat + (size_t)f * ldf;
-      CHECK(C->stft_power(pc, y, n, f0, nf, power + (size_t)f * ldp, ldp) == DX_OK);
+      CHECK(C->stft_power(pc, y, 0, n, f0, nf, power + (size_t)f * ldp, ldp) == DX_OK);
       CHECK(C->spectral_frames(pc, power + (size_t)f * ldp, ldp, nf, rfeat + (size_t)f * ldf, ldf) == DX_OK);
-      CHECK(C->signal_frames(pc, y, n, f0, nf, rfeat + (size_t)f * ldf, ldf) == DX_OK);
-      CHECK(G->stft_power(pg, dy, n, f0, nf, pw, ldp) == DX_OK);
+      CHECK(C->signal_frames(pc, y, 0, n, f0, nf, rfeat + (size_t)f * ldf, ldf) == DX_OK);
+      CHECK(G->stft_power(pg, dy, 0, n, f0, nf, pw, ldp) == DX_OK);
       CHECK(G->spectral_frames(pg, pw, ldp, nf, fd, ldf) == DX_OK);
-      CHECK(G->signal_frames(pg, dy, n, f0, nf, fd, ldf) == DX_OK);
+      CHECK(G->signal_frames(pg, dy, 0, n, f0, nf, fd, ldf) == DX_OK);
     }
     const char *pw_name = s ? "gpu_long_power_end" : "gpu_long_power_65536";
     const char *ft_name = s ? "gpu_long_frame_features_end" : "gpu_long_frame_features_65536";
@@ -588,6 +600,46 @@ DX_TEST(pipeline_equals_cpu) {
   free(shorter.data);
 }
 
+/* Analyse the file at path with a fresh backend of `device`, streamed
+ * (its signal read back from a scratch file a window at a time) with
+ * chunk_frames frames per window. */
+static dx_status analyse_streamed(const char *device, int chunk_frames, const char *path, dx_analysis_result *r,
+                                  dx_errbuf *err) {
+  dx_backend *be = NULL;
+  dx_analyzer *an = NULL;
+  dx_analysis_params p;
+  dx_analysis_default_params(&p);
+  p.stream_min_seconds = 0;
+  p.chunk_frames = chunk_frames;
+  memset(r, 0, sizeof *r);
+  dx_status st = dx_backend_open(device, &be, err);
+  if (st == DX_OK) st = dx_analyzer_open(be, &p, &an, err);
+  if (st == DX_OK) st = dx_analyzer_run_file(an, path, DX_AF_ALL, NULL, NULL, r, err);
+  dx_analyzer_close(an);
+  dx_backend_close(be);
+  return st;
+}
+
+DX_TEST(streamed_file_equals_cpu) {
+  if (!have_gpu()) SKIP(NO_GPU);
+  if (!track.data) SKIP("the pipeline test did not run");
+  dx_errbuf err = {{0}};
+  char path[128];
+  snprintf(path, sizeof path, "/tmp/gpu_features_%d.wav", (int)getpid());
+  CHECK(dx_audio_write(path, track.data, track.channels, track.frames, track.samplerate, DX_ENC_WAV_FLOAT, &err) ==
+        DX_OK);
+  dx_analysis_result c, g;
+  dx_status sc = analyse_streamed("cpu", 1024, path, &c, &err);
+  CHECK_MSG(sc == DX_OK, "cpu: %s", err.msg);
+  /* windows of 200 frames: 7 uploads, the last one partial and padded */
+  dx_status sg = analyse_streamed(gpu_side_device(), 200, path, &g, &err);
+  CHECK_MSG(sg == DX_OK, "cuda: %s", err.msg);
+  if (sc == DX_OK && sg == DX_OK) compare_results(&g, &c, "cuda streamed 30 s");
+  dx_analysis_result_free(&c);
+  dx_analysis_result_free(&g);
+  unlink(path);
+}
+
 typedef struct {
   dx_analysis_result r;
   dx_status st;
@@ -623,7 +675,7 @@ DX_TEST(workers_share_the_gpu) {
 
 int main(int argc, char **argv) {
   static const dx_test_case cases[] = {DX_T(ops_equal_cpu), DX_T(long_inputs_equal_cpu), DX_T(pipeline_equals_cpu),
-                                       DX_T(workers_share_the_gpu)};
+                                       DX_T(streamed_file_equals_cpu), DX_T(workers_share_the_gpu)};
   if (!have_gpu()) {
     printf("gpu_features: skipped: " NO_GPU "\n");
     return DX_TEST_SKIPPED;

@@ -212,6 +212,12 @@ def _healthy(url):
         return False
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "long_audio: minutes of audio; left out of the run on the CUDA emulator, where the GPU "
+        "tier's programs check the same paths on short signals")
+
+
 @pytest.fixture(scope="session")
 def stack():
     var = ROOT / os.environ.get("DEMIX_TEST_VAR", "var/test")

@@ -1,8 +1,10 @@
 """Analysis through nginx: POST /api/analysis/analyze, the job's progress and
 result, the stored analysis and its export document (seed 002), the track's
-bpm and key filled (but a user's own bpm kept), and the errors: an unknown
-track (404), an unknown feature (422) and a damaged file (the job fails with
-a readable error and the track row is left as it was)."""
+bpm and key filled (but a user's own bpm kept), a track past 20 minutes (the
+streamed path, its signal in a scratch file under storage_dir/tmp that never
+outlives the job), and the errors: an unknown track (404), an unknown
+feature (422) and a damaged file (the job fails with a readable error and the
+track row is left as it was)."""
 
 import json
 
@@ -141,3 +143,35 @@ def test_damaged_file_fails_and_leaves_track(stack, token, upload, tmp_path):
     assert done["result"] is None
     assert _track_row(stack, t["id"]) == before
     assert stack.get(f"/api/analysis/{t['id']}", token=tok).status_code == 404
+
+
+def _scratch_files(stack):
+    tmp = stack.storage_dir / "tmp"
+    return sorted(p.name for p in tmp.glob(".analysis.scratch.*")) if tmp.is_dir() else []
+
+
+@pytest.mark.long_audio
+def test_long_track_streams(stack, token, upload, tmp_path):
+    """21 minutes at 8 kHz (past the 20 minutes from which a file is decoded
+    block by block and its 22,050 Hz signal waits in a scratch file): the
+    job completes with the short track's answers, and cut short, fails
+    cleanly; no scratch file is left either way."""
+    tok = token()
+    t = _data(upload(tok, _song(tmp_path / "long.wav", seconds=1260.0, rate=8000)), 201)
+    j = _data(_analyze(stack, tok, t["id"]), 202)
+    done = _wait(stack, tok, j["job_id"], seconds=300)
+    assert done["status"] == "completed", done
+    res = done["result"]
+    assert res["duration"] == pytest.approx(1260.0, abs=1e-3) and res["sample_rate"] == 8000
+    assert abs(res["tempo"] - 120.0) < 3 or abs(res["tempo"] - 60.0) < 2, res["tempo"]
+    assert res["key"] in ("A minor", "C major"), res["key"]
+    assert -40 < res["loudness"]["integrated_lufs"] < 0
+    assert _scratch_files(stack) == []
+
+    stored = stack.storage_dir / _track_row(stack, t["id"])[5]
+    data = stored.read_bytes()
+    stored.write_bytes(data[: len(data) // 2])
+    j = _data(_analyze(stack, tok, t["id"]), 202)
+    done = _wait(stack, tok, j["job_id"], seconds=300)
+    assert done["status"] == "failed" and "analysis" in done["error"].lower(), done
+    assert _scratch_files(stack) == []

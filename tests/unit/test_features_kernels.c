@@ -5,7 +5,7 @@
  * filterbank's triangles have Slaney's equal area, the DCT is orthonormal,
  * chroma_power equals the two filterbank products it replaces, contrast's
  * band extremes equal sorting, power_to_db clips at top_db, onset flux shifts by 3 frames, moments give
- * mean and population deviation. */
+ * mean and population deviation, frames from a window of the signal equal those from the whole. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,9 +34,9 @@ static float *frames_of(const float *y, size_t n, int *T_out) {
   float *power = malloc((size_t)T * plan->n_bins * sizeof(float));
   float *feat = calloc((size_t)T * DX_FCOL_COUNT, sizeof(float));
   CHECK(T <= plan->max_frames);
-  CHECK(be->feat->stft_power(plan, y, n, 0, T, power, plan->n_bins) == DX_OK);
+  CHECK(be->feat->stft_power(plan, y, 0, n, 0, T, power, plan->n_bins) == DX_OK);
   CHECK(be->feat->spectral_frames(plan, power, plan->n_bins, T, feat, DX_FCOL_COUNT) == DX_OK);
-  CHECK(be->feat->signal_frames(plan, y, n, 0, T, feat, DX_FCOL_COUNT) == DX_OK);
+  CHECK(be->feat->signal_frames(plan, y, 0, n, 0, T, feat, DX_FCOL_COUNT) == DX_OK);
   free(power);
   *T_out = T;
   return feat;
@@ -126,7 +126,7 @@ DX_TEST(chroma_of_c_major_triad) {
   int T = (int)dx_feat_frame_count(n, prm.hop);
   float *power = malloc((size_t)T * plan->n_bins * sizeof(float));
   float *chroma = malloc((size_t)T * 12 * sizeof(float));
-  CHECK(be->feat->stft_power(plan, y, n, 0, T, power, plan->n_bins) == DX_OK);
+  CHECK(be->feat->stft_power(plan, y, 0, n, 0, T, power, plan->n_bins) == DX_OK);
   CHECK(be->feat->gemm_nt(be, T, 12, plan->n_bins, power, plan->n_bins, plan->chroma_fb, plan->n_bins, chroma, 12) ==
         DX_OK);
   CHECK(be->feat->rows_normalize_max(be, chroma, T, 12, 12) == DX_OK);
@@ -162,7 +162,7 @@ DX_TEST(chroma_power_equals_two_products) {
   float *power = malloc((size_t)T * nb * sizeof(float)), *kfb = malloc((size_t)12 * nb * sizeof(float));
   float *c1 = malloc((size_t)T * 12 * sizeof(float)), *k1 = malloc((size_t)T * 12 * sizeof(float));
   float *c2 = malloc((size_t)T * 12 * sizeof(float)), *k2 = malloc((size_t)T * 12 * sizeof(float));
-  CHECK(be->feat->stft_power(plan, y, n, 0, T, power, nb) == DX_OK);
+  CHECK(be->feat->stft_power(plan, y, 0, n, 0, T, power, nb) == DX_OK);
   memcpy(kfb, plan->chroma_fb, (size_t)12 * nb * sizeof(float));
   for (int c = 0; c < 12; c++)
     for (int k = 0; k < kb; k++) kfb[(size_t)c * nb + k] = 0;
@@ -290,6 +290,55 @@ DX_TEST(onset_flux_shift_and_mean) {
   for (int t = 0; t < 10; t++) CHECK_NEAR(env[t], t == 7 ? 5.0 : 0.0, 1e-6);
 }
 
+/* Frames computed from a window holding only the samples they read (its
+ * own allocation, as the streaming analysis reads them back) equal the
+ * frames of the whole signal bit for bit: the first frames (left padding,
+ * edge-repeated zero crossings), the middle, and the last ones past the
+ * end. A window starting after the frames' first sample is refused. */
+DX_TEST(windows_equal_whole_signal) {
+  setup();
+  if (!plan) return;
+  size_t n = 40 * (size_t)prm.hop + 300;
+  float *y = malloc(n * sizeof *y);
+  uint64_t s = 7;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    y[i] = (float)(0.4 * sin(0.03 * i)) + (float)((s >> 40) & 0xffff) / 65536.0f * 0.1f - 0.05f;
+  }
+  y[0] = -0.5f; /* the zero-crossing rate's edge padding repeats it */
+  y[n - 1] = -0.25f;
+  int T = (int)dx_feat_frame_count(n, prm.hop), nb = plan->n_bins;
+  float *pw = malloc((size_t)T * nb * sizeof *pw), *ft = calloc((size_t)T * DX_FCOL_COUNT, sizeof *ft);
+  float *pw2 = malloc((size_t)T * nb * sizeof *pw2), *ft2 = calloc((size_t)T * DX_FCOL_COUNT, sizeof *ft2);
+  CHECK(be->feat->stft_power(plan, y, 0, n, 0, T, pw, nb) == DX_OK);
+  CHECK(be->feat->signal_frames(plan, y, 0, n, 0, T, ft, DX_FCOL_COUNT) == DX_OK);
+  const int chunk = 7;
+  for (int f0 = 0; f0 < T; f0 += chunk) {
+    int nf = T - f0 < chunk ? T - f0 : chunk;
+    size_t lo, hi;
+    dx_feat_frames_span(n, prm.n_fft, prm.hop, (size_t)f0, nf, &lo, &hi);
+    CHECK(hi > lo && hi <= n);
+    float *w = malloc((hi - lo) * sizeof *w);
+    memcpy(w, y + lo, (hi - lo) * sizeof *w);
+    CHECK(be->feat->stft_power(plan, w, lo, n, (size_t)f0, nf, pw2 + (size_t)f0 * nb, nb) == DX_OK);
+    CHECK(be->feat->signal_frames(plan, w, lo, n, (size_t)f0, nf, ft2 + (size_t)f0 * DX_FCOL_COUNT, DX_FCOL_COUNT) ==
+          DX_OK);
+    CHECK(be->feat->stft_power(plan, w, lo + 1, n, (size_t)f0, nf, pw2, nb) == DX_ERR_INVALID);
+    CHECK(be->feat->signal_frames(plan, w, lo + 1, n, (size_t)f0, nf, ft2, DX_FCOL_COUNT) == DX_ERR_INVALID);
+    free(w);
+  }
+  CHECK(!memcmp(pw, pw2, (size_t)T * nb * sizeof *pw));
+  for (int t = 0; t < T; t++) {
+    CHECK(ft[t * DX_FCOL_COUNT + DX_FCOL_RMS] == ft2[t * DX_FCOL_COUNT + DX_FCOL_RMS]);
+    CHECK(ft[t * DX_FCOL_COUNT + DX_FCOL_ZCR] == ft2[t * DX_FCOL_COUNT + DX_FCOL_ZCR]);
+  }
+  free(y);
+  free(pw);
+  free(ft);
+  free(pw2);
+  free(ft2);
+}
+
 DX_TEST(bad_parameters_refused) {
   setup();
   if (!plan) return;
@@ -305,7 +354,7 @@ DX_TEST(bad_parameters_refused) {
   p = prm;
   p.n_fft = 1001;
   CHECK(be->feat->plan_create(be, &p, 16, &pl, &err) == DX_ERR_INVALID);
-  CHECK(be->feat->stft_power(plan, NULL, 0, 0, plan->max_frames + 1, NULL, plan->n_bins) == DX_ERR_INVALID);
+  CHECK(be->feat->stft_power(plan, NULL, 0, 0, 0, plan->max_frames + 1, NULL, plan->n_bins) == DX_ERR_INVALID);
 }
 
 static void teardown(void) {
@@ -318,5 +367,6 @@ DX_TEST(cleanup) { teardown(); }
 DX_TEST_MAIN(DX_T(sine_centroid_rolloff_rms), DX_T(white_noise_is_flat_and_centred), DX_T(square_wave_zero_crossings),
              DX_T(chroma_of_c_major_triad), DX_T(chroma_power_equals_two_products),
              DX_T(contrast_extremes_match_sorting), DX_T(mel_filterbank_slaney_area_and_dct_orthonormal),
-             DX_T(power_to_db_col_max_cols_sub_moments), DX_T(onset_flux_shift_and_mean), DX_T(bad_parameters_refused),
+             DX_T(power_to_db_col_max_cols_sub_moments), DX_T(onset_flux_shift_and_mean), DX_T(windows_equal_whole_signal),
+             DX_T(bad_parameters_refused),
              DX_T(cleanup))
