@@ -494,20 +494,28 @@ static dx_audio make_track(double seconds) {
   return (dx_audio){.data = st, .channels = 2, .samplerate = 44100, .frames = n};
 }
 
-/* Analyse au with a fresh backend and analyzer of `device`. */
-static dx_status analyse(const char *device, int threads, const dx_audio *au, dx_analysis_result *r, dx_errbuf *err) {
+/* Analyse au (or, with au NULL, the file at path) with a fresh backend
+ * and analyzer of `device` with params p. */
+static dx_status analyse_with(const char *device, const dx_analysis_params *p, const dx_audio *au, const char *path,
+                              dx_analysis_result *r, dx_errbuf *err) {
   dx_backend *be = NULL;
   dx_analyzer *an = NULL;
-  dx_analysis_params p;
-  dx_analysis_default_params(&p);
-  p.threads = threads;
   memset(r, 0, sizeof *r);
   dx_status st = dx_backend_open(device, &be, err);
-  if (st == DX_OK) st = dx_analyzer_open(be, &p, &an, err);
-  if (st == DX_OK) st = dx_analyzer_run(an, au, DX_AF_ALL, NULL, NULL, r, err);
+  if (st == DX_OK) st = dx_analyzer_open(be, p, &an, err);
+  if (st == DX_OK)
+    st = au ? dx_analyzer_run(an, au, DX_AF_ALL, NULL, NULL, r, err)
+            : dx_analyzer_run_file(an, path, DX_AF_ALL, NULL, NULL, r, err);
   dx_analyzer_close(an);
   dx_backend_close(be);
   return st;
+}
+
+static dx_status analyse(const char *device, int threads, const dx_audio *au, dx_analysis_result *r, dx_errbuf *err) {
+  dx_analysis_params p;
+  dx_analysis_default_params(&p);
+  p.threads = threads;
+  return analyse_with(device, &p, au, NULL, r, err);
 }
 
 static void stat_check(const char *what, const char *name, dx_stat g, dx_stat c) {
@@ -605,19 +613,11 @@ DX_TEST(pipeline_equals_cpu) {
  * chunk_frames frames per window. */
 static dx_status analyse_streamed(const char *device, int chunk_frames, const char *path, dx_analysis_result *r,
                                   dx_errbuf *err) {
-  dx_backend *be = NULL;
-  dx_analyzer *an = NULL;
   dx_analysis_params p;
   dx_analysis_default_params(&p);
   p.stream_min_seconds = 0;
   p.chunk_frames = chunk_frames;
-  memset(r, 0, sizeof *r);
-  dx_status st = dx_backend_open(device, &be, err);
-  if (st == DX_OK) st = dx_analyzer_open(be, &p, &an, err);
-  if (st == DX_OK) st = dx_analyzer_run_file(an, path, DX_AF_ALL, NULL, NULL, r, err);
-  dx_analyzer_close(an);
-  dx_backend_close(be);
-  return st;
+  return analyse_with(device, &p, NULL, path, r, err);
 }
 
 DX_TEST(streamed_file_equals_cpu) {
