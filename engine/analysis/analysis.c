@@ -78,6 +78,17 @@ void dx_analyzer_close(dx_analyzer *a) {
   free(a);
 }
 
+void dx_analyzer_trim(dx_analyzer *a) {
+  if (!a) return;
+  free_buffers(a);
+  free(a->mono);
+  free(a->rs);
+  a->mono = a->rs = NULL;
+  a->cap_mono = a->cap_rs = 0;
+  dx_audio_free(&a->dec);
+  a->dec_cap = 0;
+}
+
 static void cached_free(dx_backend *be, void *state) {
   (void)be;
   dx_analyzer_close(state);
@@ -91,6 +102,10 @@ static int params_equal(const dx_analysis_params *a, const dx_analysis_params *b
          a->tempo_max_bpm == b->tempo_max_bpm && a->low_hz == b->low_hz && a->key_min_hz == b->key_min_hz &&
          a->threads == b->threads && a->stream_min_seconds == b->stream_min_seconds &&
          !strcmp(a->scratch_dir, b->scratch_dir);
+}
+
+void dx_analyzer_cached_trim(dx_backend *be) {
+  if (be && be->feat_state && be->feat_state_free == cached_free) dx_analyzer_trim(be->feat_state);
 }
 
 dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err) {

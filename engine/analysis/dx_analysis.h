@@ -118,6 +118,13 @@ void dx_analyzer_close(dx_analyzer *a); /* NULL is a no-op */
  * be and must not close it. Same threading as be. Errors as
  * dx_analyzer_open. */
 dx_status dx_analyzer_cached(dx_backend *be, const dx_analysis_params *p, dx_analyzer **out, dx_errbuf *err);
+/* Give back what grows with the tracks an analyzer has seen (the decoded
+ * file, the signal, the per-frame buffers: hundreds of MB after a long
+ * track) and keep what does not (plans, filterbanks, windows, the
+ * resampler); the next run allocates again. For a worker going idle.
+ * _cached_trim does it to be's cached analyzer, if it has one. */
+void dx_analyzer_trim(dx_analyzer *a); /* NULL is a no-op */
+void dx_analyzer_cached_trim(dx_backend *be);
 
 /* Called between steps with a percentage (0-100); a non-OK return (e.g.
  * DX_ERR_CANCELLED) stops the analysis with that status. May be NULL. */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dx_analysis.h"
 #include "dx_job_runner.h"
 
 #define PROGRESS_MIN_INTERVAL 0.5
@@ -319,7 +320,9 @@ dx_status dx_job_worker_run_next(dx_job_worker *w, int *ran, dx_errbuf *err) {
   dx_job job;
   dx_status st = dx_job_claim(w->db, w->owner, w->lease_seconds, w->types ? w->types : dx_job_types(), &job, err);
   if (st == DX_ERR_NOT_FOUND) {
-    /* Idle: memory kept for reuse between back-to-back jobs goes back to the system. */
+    /* Idle: memory kept for reuse between back-to-back jobs goes back to the
+     * system (the analyzer's track-sized buffers, the CPU backend's cache) */
+    dx_analyzer_cached_trim(w->be);
     if (w->be->trim) w->be->trim(w->be);
     return DX_OK;
   }
