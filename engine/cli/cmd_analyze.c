@@ -1,7 +1,7 @@
 /* cmd_analyze.c: `demix analyze FILE|DIR... [--json] [--features a,b]
  * [--device cpu|cuda|auto]`: analyse audio files locally, no server or
- * database needed. A directory stands for every audio file directly in it
- * (by extension, sorted by name). Prints a readable summary per file, or
+ * database needed. A folder stands for its audio files at any depth (by
+ * extension, each folder's in name order: dx_cli_inputs_add). Prints a readable summary per file, or
  * with --json one JSON document: the result object (with "file") for a
  * single file argument, else an array of them; a file that fails appears
  * as {"file", "error": {"code", "message"}}. Exit status 1 when any file
@@ -12,66 +12,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include "dx_analysis.h"
 #include "dx_cli.h"
 #include "dx_util.h"
-
-static const char *const audio_ext[] = {"wav", "flac", "ogg", "oga", "mp3", "aif", "aiff", "wave", NULL};
-
-static int is_audio_name(const char *name) {
-  const char *dot = strrchr(name, '.');
-  if (!dot || name[0] == '.') return 0;
-  for (int i = 0; audio_ext[i]; i++)
-    if (!strcasecmp(dot + 1, audio_ext[i])) return 1;
-  return 0;
-}
-
-typedef struct {
-  char **v;
-  size_t n, cap;
-} path_list;
-
-static int paths_add(path_list *l, const char *p) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    char **v = realloc(l->v, cap * sizeof *v);
-    if (!v) return -1;
-    l->v = v;
-    l->cap = cap;
-  }
-  if (!(l->v[l->n] = strdup(p))) return -1;
-  l->n++;
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static int paths_add_dir(path_list *l, const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return -1;
-  size_t first = l->n;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (!is_audio_name(e->d_name)) continue;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && paths_add(l, path) != 0) {
-      closedir(d);
-      return -1;
-    }
-  }
-  closedir(d);
-  qsort(l->v + first, l->n - first, sizeof *l->v, cmp_str);
-  return 0;
-}
 
 static void print_human(const char *path, const dx_analysis_result *r, const char *device) {
   unsigned f = r->features;
@@ -113,7 +61,7 @@ typedef struct {
 } item;
 
 typedef struct {
-  const path_list *files;
+  const dx_cli_inputs *files;
   const char *device;
   unsigned mask;
   const dx_analysis_params *ap;
@@ -137,7 +85,7 @@ static void *batch_worker(void *arg) {
       continue;
     }
     it->device = be->name;
-    it->st = dx_analyzer_run_file(an, b->files->v[i], b->mask, NULL, NULL, &it->r, &it->err);
+    it->st = dx_analyzer_run_file(an, b->files->v[i].path, b->mask, NULL, NULL, &it->r, &it->err);
   }
   dx_backend_close(be); /* frees the analyzer too */
   return NULL;
@@ -151,7 +99,7 @@ static void usage(FILE *f) {
 int dx_cmd_analyze(int argc, char **argv) {
   int json = 0, jobs = 1;
   const char *features = "all", *device = NULL;
-  path_list files = {0};
+  dx_cli_inputs files = {0};
   int rc = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -189,17 +137,12 @@ int dx_cmd_analyze(int argc, char **argv) {
       dx_cli_error("unknown option '%s'", a);
       usage(stderr);
       return 2;
-    } else {
-      struct stat sb;
-      if (stat(a, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        if (paths_add_dir(&files, a) != 0) {
-          dx_cli_error("cannot read directory %s", a);
-          rc = 1;
-        }
-      } else if (paths_add(&files, a) != 0)
-        return 1;
+    } else if (dx_cli_inputs_add(&files, a) != 0) {
+      dx_cli_inputs_free(&files);
+      return 1;
     }
   }
+  if (files.unreadable) rc = 1;
   int many = files.n != 1;
   for (int i = 1; i < argc; i++) {
     struct stat sb;
@@ -248,10 +191,10 @@ int dx_cmd_analyze(int argc, char **argv) {
       json_object *o;
       if (st == DX_OK) {
         o = dx_analysis_result_json(rp);
-        json_object_object_add(o, "file", json_object_new_string(files.v[i]));
+        json_object_object_add(o, "file", json_object_new_string(files.v[i].path));
       } else {
         o = json_object_new_object();
-        json_object_object_add(o, "file", json_object_new_string(files.v[i]));
+        json_object_object_add(o, "file", json_object_new_string(files.v[i].path));
         json_object *eo = json_object_new_object();
         json_object_object_add(eo, "code", json_object_new_string(dx_status_name(st)));
         json_object_object_add(eo, "message", json_object_new_string(ep->msg[0] ? ep->msg : dx_strerror(st)));
@@ -264,9 +207,9 @@ int dx_cmd_analyze(int argc, char **argv) {
         json_object_put(o);
       }
     } else if (st == DX_OK) {
-      print_human(files.v[i], rp, it->device);
+      print_human(files.v[i].path, rp, it->device);
     } else {
-      dx_cli_error("%s: %s%s%s", files.v[i], dx_strerror(st), ep->msg[0] ? ": " : "", ep->msg);
+      dx_cli_error("%s: %s%s%s", files.v[i].path, dx_strerror(st), ep->msg[0] ? ": " : "", ep->msg);
     }
     if (st != DX_OK) rc = 1;
     dx_analysis_result_free(rp);
@@ -276,7 +219,6 @@ int dx_cmd_analyze(int argc, char **argv) {
     json_object_put(arr);
   }
   free(b.items);
-  for (size_t i = 0; i < files.n; i++) free(files.v[i]);
-  free(files.v);
+  dx_cli_inputs_free(&files);
   return rc;
 }

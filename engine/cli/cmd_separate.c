@@ -1,10 +1,11 @@
 /* cmd_separate.c: `demix separate`: split tracks into stems with a named
  * model, with the official demucs command line's flags where they make sense.
- * Writes OUT/MODEL/TRACK/STEM.EXT; a track whose stems all exist is skipped
- * unless --overwrite. Progress bar on stderr when it is a terminal. Tracks
+ * Writes OUT/MODEL/TRACK/STEM.EXT (OUT/MODEL/SUB/TRACK/STEM.EXT for a track
+ * found in folder SUB of a folder argument); a track whose stems all exist
+ * is skipped unless --overwrite, and two tracks that would share a stem
+ * folder stop the run before it starts. Progress bar on stderr when it is a terminal. Tracks
  * are streamed (dx_separator_run_file): memory does not grow with length.
  * Single-threaded apart from the -j chunk workers inside dx_separator_run_file. */
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +20,11 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: demix separate [OPTIONS] TRACK|DIR...\n"
+          "usage: demix separate [OPTIONS] TRACK|DIR...   (a DIR: its audio files at any depth)\n"
           "  -n, --name MODEL     model name (default htdemucs; `demix models list`)\n"
           "      --repo DIR       folder of checkpoints instead of the model folder; a .th there is a model by its stem\n"
-          "  -o, --out DIR        output folder (default separated); stems go to OUT/MODEL/TRACK/STEM.wav\n"
+          "  -o, --out DIR        output folder (default separated); stems go to OUT/MODEL/TRACK/STEM.wav,\n"
+          "                       OUT/MODEL/SUB/TRACK/STEM.wav for a track in folder SUB of a DIR argument\n"
           "      --two-stems STEM only STEM and no_STEM (= the mix minus STEM)\n"
           "      --other-method minus|add  how no_STEM is made (default minus; add sums the other stems)\n"
           "      --shifts N       random shifts averaged (default 1; 0 = none)\n"
@@ -120,47 +122,6 @@ static int parse_args(int argc, char **argv, opts *o, char ***tracks, int *n_tra
   return 0;
 }
 
-static int is_audio_name(const char *n) {
-  static const char *ext[] = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".aiff", ".aif", ".wave", ".opus"};
-  size_t l = strlen(n);
-  for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
-    size_t e = strlen(ext[i]);
-    if (l > e && !strcasecmp(n + l - e, ext[i])) return 1;
-  }
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Expand directories (their audio files, sorted) into a list of paths. */
-static char **expand_tracks(char **in, int n, int *n_out) {
-  int cap = n + 16, cnt = 0;
-  char **v = malloc((size_t)cap * sizeof *v);
-  for (int i = 0; i < n; i++) {
-    struct stat sb;
-    if (stat(in[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
-      DIR *d = opendir(in[i]);
-      if (!d) continue;
-      int first = cnt;
-      struct dirent *de;
-      while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !is_audio_name(de->d_name)) continue;
-        if (cnt == cap) v = realloc(v, (size_t)(cap *= 2) * sizeof *v);
-        size_t l = strlen(in[i]) + strlen(de->d_name) + 2;
-        v[cnt] = malloc(l);
-        snprintf(v[cnt++], l, "%s/%s", in[i], de->d_name);
-      }
-      closedir(d);
-      qsort(v + first, (size_t)(cnt - first), sizeof *v, cmp_str);
-    } else {
-      if (cnt == cap) v = realloc(v, (size_t)(cap *= 2) * sizeof *v);
-      v[cnt++] = strdup(in[i]);
-    }
-  }
-  *n_out = cnt;
-  return v;
-}
-
 typedef struct {
   int tty;
   const char *label;
@@ -187,10 +148,61 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
+/* Each input's stem folder: OUT/MODEL/REL/TRACK, TRACK its file name
+ * without the extension, REL the folders below the folder argument it came
+ * from, so a library's layout is kept. NULL when out of memory (said). */
+static char **out_dirs(const dx_cli_inputs *in, const char *out, const char *model) {
+  char **dirs = calloc(in->n ? in->n : 1, sizeof *dirs);
+  for (size_t t = 0; dirs && t < in->n; t++) {
+    const char *name = base_name(in->v[t].path), *dot = strrchr(name, '.');
+    int len = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+    const char *rel = in->v[t].rel;
+    size_t n = strlen(out) + strlen(model) + strlen(rel) + (size_t)len + 4;
+    if (!(dirs[t] = malloc(n))) {
+      while (t) free(dirs[--t]);
+      free(dirs);
+      dirs = NULL;
+      break;
+    }
+    snprintf(dirs[t], n, "%s/%s/%s%s%.*s", out, model, rel, *rel ? "/" : "", len, name);
+  }
+  if (!dirs) dx_cli_error("out of memory");
+  return dirs;
+}
+
+static int cmp_dir(const void *a, const void *b, void *dirs) {
+  return strcmp(((char **)dirs)[*(const size_t *)a], ((char **)dirs)[*(const size_t *)b]);
+}
+
+/* Two inputs whose stems would land in one folder (mix.wav and mix.flac,
+ * or the same name given twice) would overwrite each other, or the second
+ * would be skipped as done: refuse the run before any work. 2 (said), or
+ * 0. */
+static int clashing_out_dirs(const dx_cli_inputs *in, char **dirs) {
+  size_t *ix = malloc((in->n ? in->n : 1) * sizeof *ix);
+  if (!ix) {
+    dx_cli_error("out of memory");
+    return 1;
+  }
+  for (size_t i = 0; i < in->n; i++) ix[i] = i;
+  qsort_r(ix, in->n, sizeof *ix, cmp_dir, dirs);
+  int rc = 0;
+  for (size_t i = 1; i < in->n && !rc; i++)
+    if (!strcmp(dirs[ix[i - 1]], dirs[ix[i]])) {
+      size_t a = ix[i - 1] < ix[i] ? ix[i - 1] : ix[i], b = ix[i - 1] < ix[i] ? ix[i] : ix[i - 1];
+      dx_cli_error("%s and %s would both be separated into %s: rename one, or separate them in two runs"
+                   " with different --out folders",
+                   in->v[a].path, in->v[b].path, dirs[a]);
+      rc = 2;
+    }
+  free(ix);
+  return rc;
+}
+
 int dx_cmd_separate(int argc, char **argv) {
   opts o = {"htdemucs", NULL, "separated", NULL, NULL, 1, 1, 0, 0, 0, 0, 0, 0, 0.25, 0, 0};
-  char **raw = NULL, **tracks = NULL;
-  int n_raw = 0, n_tracks = 0, rc = parse_args(argc, argv, &o, &raw, &n_raw);
+  char **raw = NULL;
+  int n_raw = 0, rc = parse_args(argc, argv, &o, &raw, &n_raw);
   if (rc == 1) {
     usage(stdout);
     free(raw);
@@ -260,15 +272,21 @@ int dx_cmd_separate(int argc, char **argv) {
       snprintf(names[n_names++], sizeof names[0], "%s", dx_separator_source(sep, k));
   }
 
-  tracks = expand_tracks(raw, n_raw, &n_tracks);
+  dx_cli_inputs in = {0};
+  char **dirs = NULL;
   int failures = 0;
-  fprintf(stderr, "Separated tracks will be stored in %s/%s\n", o.out, o.name);
-  for (int t = 0; t < n_tracks; t++) {
-    char stem_name[512], dir[2048];
-    snprintf(stem_name, sizeof stem_name, "%s", base_name(tracks[t]));
-    char *dot = strrchr(stem_name, '.');
-    if (dot && dot != stem_name) *dot = 0;
-    snprintf(dir, sizeof dir, "%s/%s/%s", o.out, o.name, stem_name);
+  for (int i = 0; i < n_raw && !rc; i++) rc = dx_cli_inputs_add(&in, raw[i]);
+  if (!rc && !(dirs = out_dirs(&in, o.out, o.name))) rc = 1;
+  if (rc) failures = 1;
+  else if (in.unreadable) failures++;
+  if (!rc && !in.n) {
+    dx_cli_error("no audio files found in the folders given");
+    rc = 2;
+  }
+  if (!rc) rc = clashing_out_dirs(&in, dirs);
+  if (!rc) fprintf(stderr, "Separated tracks will be stored in %s/%s\n", o.out, o.name);
+  for (size_t t = 0; !rc && t < in.n; t++) {
+    const char *track = in.v[t].path, *dir = dirs[t];
     if (!o.overwrite) {
       int all = 1;
       for (int k = 0; k < n_names && all; k++) {
@@ -277,31 +295,32 @@ int dx_cmd_separate(int argc, char **argv) {
         all = access(path, F_OK) == 0;
       }
       if (all) {
-        fprintf(stderr, "Skipping %s: its stems exist (use --overwrite)\n", tracks[t]);
+        fprintf(stderr, "Skipping %s: its stems exist (use --overwrite)\n", track);
         continue;
       }
     }
-    fprintf(stderr, "Separating track %s\n", tracks[t]);
-    b.label = base_name(tracks[t]);
+    fprintf(stderr, "Separating track %s\n", track);
+    b.label = base_name(track);
     b.t0 = dx_now();
     b.last_pct = -1;
     dx_stems info = {0};
     /* streamed: the track is read and its stems written block by block */
-    st = dx_separator_run_file(sep, bes, tracks[t], 0, &p, dir, enc, &info, NULL, &err);
+    st = dx_separator_run_file(sep, bes, track, 0, &p, dir, enc, &info, NULL, &err);
     if (b.tty) fputc('\n', stderr);
     if (st != DX_OK) {
-      dx_cli_error("%s: %s", tracks[t], *err.msg ? err.msg : dx_strerror(st));
+      dx_cli_error("%s: %s", track, *err.msg ? err.msg : dx_strerror(st));
       failures++;
       continue;
     }
     fprintf(stderr, "  %.1f s of audio\n", (double)info.frames / info.samplerate);
     fprintf(stderr, "  %d stems in %s (%.1f s)\n", n_names, dir, dx_now() - b.t0);
   }
-  for (int i = 0; i < n_tracks; i++) free(tracks[i]);
-  free(tracks);
+  for (size_t i = 0; dirs && i < in.n; i++) free(dirs[i]);
+  free(dirs);
+  dx_cli_inputs_free(&in);
   free(raw);
   for (int i = 0; i < o.jobs; i++) dx_backend_close(bes[i]);
   dx_separator_free(sep);
   if (dx_model_profile_enabled()) dx_model_profile_report(stderr);
-  return failures ? 1 : 0;
+  return rc ? rc : failures ? 1 : 0;
 }

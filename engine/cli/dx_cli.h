@@ -7,6 +7,8 @@
 #ifndef DX_CLI_H
 #define DX_CLI_H
 
+#include <stddef.h>
+
 #include "dx_config.h"
 #include "dx_db.h"
 
@@ -26,5 +28,28 @@ int dx_cli_open_db(dx_config *cfg, dx_db **db);
  * "--user VALUE" and "--user=VALUE". Returns NULL when absent; sets *bad when
  * the option is present without a value. */
 const char *dx_cli_opt(int argc, char **argv, const char *name, int *bad);
+
+/* The audio files a batch command works through. */
+typedef struct {
+  char *path; /* as given, or ARG/REL/NAME for a file found in folder argument ARG */
+  char *rel;  /* the folders between ARG and the file ("" for a file given itself or at ARG's top) */
+} dx_cli_input;
+
+typedef struct {
+  dx_cli_input *v;
+  size_t n, cap;
+  int unreadable; /* a folder could not be read (said on stderr; its files are missing) */
+} dx_cli_inputs;
+
+/* 1 for a file name that is not hidden and ends in an audio extension
+ * (wav, wave, flac, ogg, oga, opus, mp3, aif, aiff; any case). */
+int dx_cli_is_audio_name(const char *name);
+/* Append what argument arg names: a folder's audio files at any depth
+ * (each folder's entries in name order; hidden entries and links to
+ * folders are not entered), anything else as given (a missing or
+ * undecodable file fails when its turn comes). 0, or 1 when out of memory
+ * (said on stderr). Free with dx_cli_inputs_free. */
+int dx_cli_inputs_add(dx_cli_inputs *l, const char *arg);
+void dx_cli_inputs_free(dx_cli_inputs *l);
 
 #endif

@@ -3,7 +3,9 @@
  * on the kit's htdemucs_tiny separate/input (written as a float WAV)
  * reproduces separate/output within 2e-3 relative L2; a second run skips the
  * finished track and --overwrite redoes it; --two-stems; hpss stems written
- * as float WAV add back to the mix; a directory argument; usage errors. */
+ * as float WAV add back to the mix; a directory argument, whose nested
+ * folders are kept below OUT/MODEL; two tracks that would share a stem
+ * folder refused; usage errors. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -139,7 +141,17 @@ DX_TEST(two_stems_and_hpss) {
   char q[160];
   snprintf(q, sizeof q, "%s/tracks/a.wav", tmp);
   CHECK(link(p, q) == 0);
+  /* a nested folder's track keeps its folder below OUT/MODEL, so
+   * tracks/a.wav and tracks/sub/a.wav do not meet */
+  snprintf(d, sizeof d, "%s/tracks/sub", tmp);
+  dx_mkdirs(d);
+  snprintf(q, sizeof q, "%s/tracks/sub/a.wav", tmp);
+  CHECK(link(p, q) == 0);
   CHECK(run("separate -n hpss --float32 -o OUT3 tracks") == 0);
+  CHECK(mtime_ns("OUT3/hpss/sub/a/harmonic.wav") > 0 && mtime_ns("OUT3/hpss/sub/a/percussive.wav") > 0);
+  /* named directly, both would go to OUT4/hpss/a: refused before any work */
+  CHECK(run("separate -n hpss -o OUT4 tracks/a.wav tracks/sub/a.wav") == 2);
+  CHECK(mtime_ns("OUT4") < 0);
   size_t nh = 0, np = 0, nm = 0;
   float *h = load_stem("OUT3/hpss/a/harmonic.wav", &nh), *pc = load_stem("OUT3/hpss/a/percussive.wav", &np);
   float *mix = load_stem("mix.wav", &nm);
