@@ -113,6 +113,7 @@ dx_status dx_rate_check(dx_req *r, const char *bucket, int limit) {
   const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
   r->resp.body_len = strlen(s);
   r->resp.body = dx_pool_strndup(r->pool, s, r->resp.body_len);
+  r->resp.body_fn = NULL;
   json_object_put(o);
   return DX_ERR_RATE_LIMITED;
 }

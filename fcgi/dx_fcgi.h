@@ -68,6 +68,11 @@ typedef struct {
 #define DX_MAX_PARAMS 8
 #define DX_MAX_HEADERS 16
 
+/* A body sent after the headers, in pieces, through write_fn (see
+ * dx_resp_stream): 0, or nonzero when it could not be sent whole. */
+typedef int (*dx_write_fn)(void *ctx, const char *data, size_t n);
+typedef int (*dx_body_fn)(void *body_ctx, dx_write_fn write_fn, void *write_ctx);
+
 typedef struct {
   int status;                    /* 0 until a response is set */
   dx_kv headers[DX_MAX_HEADERS]; /* extra headers (pool strings) */
@@ -75,6 +80,9 @@ typedef struct {
   const char *content_type;      /* NULL: no Content-Type (e.g. 204) */
   const char *body;
   size_t body_len;
+  dx_body_fn body_fn;            /* a streamed body of stream_len bytes instead (NULL: none) */
+  void *body_ctx;                /* pool memory: it lives until the response is sent */
+  unsigned long long stream_len;
 } dx_resp;
 
 /* Reads up to n bytes of request body from the FastCGI stream: bytes read,
@@ -145,6 +153,12 @@ dx_status dx_resp_status(dx_req *r, dx_status s, const char *msg);
 dx_status dx_resp_empty(dx_req *r, int status);
 /* Any body with a content type (copied into the pool). */
 dx_status dx_resp_raw(dx_req *r, int status, const char *content_type, const char *body, size_t n);
+/* A body of exactly len bytes that fn sends once the headers are out
+ * (Content-Length: len), for files too large to hold: the handler checks
+ * everything that can fail first, as the status cannot change once the
+ * body has begun. ctx must live in the pool. Not sent for HEAD. */
+dx_status dx_resp_stream(dx_req *r, int status, const char *content_type, unsigned long long len, dx_body_fn fn,
+                         void *ctx);
 /* Add a response header (both strings copied into the pool). */
 void dx_resp_header(dx_req *r, const char *name, const char *value);
 
@@ -164,6 +178,12 @@ dx_status dx_page_parse(dx_req *r, dx_page *pg);
 /* Check that track_id names a track the caller may see (their own; any for
  * admins). DX_ERR_NOT_FOUND (also for a malformed id), DX_ERR_DB. */
 dx_status dx_track_visible(dx_req *r, const char *track_id);
+/* Answer with the ZIP of separation job job_id's stems (the caller has
+ * checked that it may be seen): composed as it is sent, or the stems.zip an
+ * older job stored (h_export.c). download_name (may be NULL) goes into
+ * Content-Disposition. 404 when the job has no archive or a stem file is
+ * missing. */
+dx_status dx_send_stems_archive(dx_req *r, const char *job_id, const char *download_name);
 /* The track as API JSON (see h_tracks.c), visible to the caller, or
  * DX_ERR_NOT_FOUND. *out is a new object the caller hands on or puts. */
 dx_status dx_track_json(dx_req *r, const char *track_id, json_object **out);
@@ -198,8 +218,8 @@ const dx_route *dx_route_match(dx_pool *p, const dx_route *table, size_t n, cons
  * limits, body checks, handler. Always leaves a response in r->resp. */
 void dx_dispatch(dx_req *r, const dx_route *table, size_t n);
 
-/* Write the response as CGI-style headers and body through write_fn. */
-typedef int (*dx_write_fn)(void *ctx, const char *data, size_t n);
+/* Write the response as CGI-style headers and body through write_fn: 0,
+ * or -1 when the connection failed (a streamed body may then be cut). */
 int dx_resp_send(dx_req *r, dx_write_fn write_fn, void *ctx);
 
 /* Reason phrase for an HTTP status. */

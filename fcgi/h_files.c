@@ -7,7 +7,9 @@
  *   stems/<job_id>/<file>     a separation's stem or its stems.zip: the path
  *                             is exactly the file_path of a row in `stems` or
  *                             `stem_archives` that the caller owns (admins:
- *                             any), so temporary files are never served
+ *                             any), so temporary files are never served; the
+ *                             archive is composed as it is sent
+ *                             (dx_send_stems_archive)
  * One request at a time per worker process. */
 #include <stdio.h>
 #include <string.h>
@@ -75,6 +77,8 @@ dx_status dx_h_files(dx_req *r) {
     int v = stem_file_visible(r, id, path);
     if (v < 0) return DX_ERR_DB;
     if (v == 0) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
+    size_t n = strlen(path);
+    if (n > 10 && !strcmp(path + n - 10, "/stems.zip")) return dx_send_stems_archive(r, id, NULL);
   } else {
     return dx_fail(&r->err, DX_ERR_NOT_FOUND, "file not found");
   }

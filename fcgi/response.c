@@ -53,6 +53,7 @@ static dx_status set_json(dx_req *r, int status, json_object *obj) {
   const char *s = obj ? json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL;
   r->resp.status = status;
   r->resp.content_type = JSON_CT;
+  r->resp.body_fn = NULL;
   if (!s) {
     static const char oom[] = "{\"error\":\"out of memory\",\"code\":\"NOMEM\"}";
     r->resp.status = 500;
@@ -110,6 +111,19 @@ dx_status dx_resp_empty(dx_req *r, int status) {
   r->resp.content_type = NULL;
   r->resp.body = NULL;
   r->resp.body_len = 0;
+  r->resp.body_fn = NULL;
+  return DX_OK;
+}
+
+dx_status dx_resp_stream(dx_req *r, int status, const char *content_type, unsigned long long len, dx_body_fn fn,
+                         void *ctx) {
+  r->resp.status = status;
+  r->resp.content_type = content_type;
+  r->resp.body = NULL;
+  r->resp.body_len = 0;
+  r->resp.body_fn = fn;
+  r->resp.body_ctx = ctx;
+  r->resp.stream_len = len;
   return DX_OK;
 }
 
@@ -118,6 +132,7 @@ dx_status dx_resp_raw(dx_req *r, int status, const char *content_type, const cha
   r->resp.content_type = dx_pool_strdup(r->pool, content_type);
   r->resp.body = dx_pool_strndup(r->pool, body, n);
   r->resp.body_len = r->resp.body ? n : 0;
+  r->resp.body_fn = NULL;
   return DX_OK;
 }
 
@@ -169,6 +184,12 @@ int dx_resp_send(dx_req *r, dx_write_fn write_fn, void *ctx) {
     n = snprintf(line, sizeof line, "%s: %s\r\n", h->name, h->value);
     if (n < 0 || (size_t)n >= sizeof line) continue;
     if (write_fn(ctx, line, (size_t)n)) return -1;
+  }
+  if (r->resp.body_fn) {
+    n = snprintf(line, sizeof line, "Content-Length: %llu\r\n\r\n", r->resp.stream_len);
+    if (write_fn(ctx, line, (size_t)n)) return -1;
+    if (r->method && !strcmp(r->method, "HEAD")) return 0;
+    return r->resp.body_fn(r->resp.body_ctx, write_fn, ctx) ? -1 : 0;
   }
   if (r->resp.body && r->resp.body_len) {
     n = snprintf(line, sizeof line, "Content-Length: %zu\r\n\r\n", r->resp.body_len);

@@ -6,10 +6,13 @@
  * process-wide cache of warm separators (dx_separator_acquire, keyed by name
  * and the checkpoint files' mtimes), so consecutive jobs do not reload it.
  * Progress is reported per chunk. Stems are written to
- * storage_dir/stems/<job_id>/<stem>.wav (temporary name, then rename), then
- * the ZIP of exactly those files, storage_dir/stems/<job_id>/stems.zip
- * (entries <model>/<stem>.wav, also through a temporary name), then their
- * rows go into `stems` and `stem_archives` in one transaction. Result:
+ * storage_dir/stems/<job_id>/<stem>.wav (temporary name, then rename), each
+ * file's size and CRC-32 taken, then their rows go into `stems` and
+ * `stem_archives` in one transaction. The archive row announces the ZIP of
+ * exactly those files (entries <model>/<stem>.wav) that demix-fcgi composes
+ * as it sends it (dx_zip_stream): its size is exact, and no second copy of
+ * the stems is stored; its file_path, stems/<job_id>/stems.zip, names where
+ * it is served. Result:
  *   {"model": m, "stems": [{"id","stem","format","size","duration","file_path"}],
  *    "archive": {"file_path", "size", "entries"}}
  * A missing or damaged checkpoint, an unknown model, a missing track or a bad
@@ -20,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "dx_audio.h"
 #include "dx_job_runner.h"
@@ -56,28 +58,29 @@ static double param_num(json_object *o, const char *key, double def) {
   return def;
 }
 
-/* Write the ZIP of the job's stem files (paths) into dir/stems.zip; its
- * full path goes to zip_path, its size to *size. */
-static dx_status write_archive(const char *model, const dx_stems *st, char (*paths)[1024], const char *dir,
-                               char *zip_path, size_t zip_n, uint64_t *size, dx_errbuf *err) {
-  dx_zip_source src[DX_STEMS_MAX];
-  char names[DX_STEMS_MAX][160];
+/* The archive the job's stem files (paths) make: each file's size and
+ * CRC-32 into m (names in names), and the archive's size. */
+static dx_status measure_archive(const char *model, const dx_stems *st, char (*paths)[1024], dx_zip_member *m,
+                                 char (*names)[160], uint64_t *size, dx_errbuf *err) {
   for (int k = 0; k < st->n; k++) {
     const char *ext = strrchr(paths[k], '.');
     snprintf(names[k], sizeof names[k], "%s/%s%s", model, st->names[k], ext ? ext : "");
-    src[k].name = names[k];
-    src[k].path = paths[k];
+    m[k].name = names[k];
+    m[k].path = paths[k];
+    dx_status rc = dx_zip_file_crc(paths[k], &m[k].crc, &m[k].size, err);
+    if (rc != DX_OK) return rc;
   }
-  snprintf(zip_path, zip_n, "%s/stems.zip", dir);
-  dx_status rc = dx_zip_write_files(zip_path, src, st->n, NULL, size, err);
-  if (rc == DX_ERR_INVALID) rc = DX_ERR_INTERNAL; /* names come from the model: a bug, not a bad request */
-  return rc;
+  dx_status rc = dx_zip_check(m, st->n, err);
+  if (rc != DX_OK) return DX_ERR_INTERNAL; /* names come from the model: a bug, not a bad request */
+  *size = dx_zip_size(m, st->n, 0);
+  return DX_OK;
 }
 
 /* Insert the stem rows and the archive row (replacing those of an earlier
  * attempt) in one transaction. */
 static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *st, char (*paths)[1024],
-                            const char *zip_path, uint64_t zip_size, json_object *list, dx_errbuf *err) {
+                            const dx_zip_member *m, const char *zip_rel, uint64_t zip_size, json_object *list,
+                            dx_errbuf *err) {
   const dx_job *job = ctx->job;
   dx_status rc = dx_db_begin(ctx->db, err);
   if (rc != DX_OK) return rc;
@@ -89,17 +92,17 @@ static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *
     rc = dx_db_exec(ctx->db, NULL, err,
                     "INSERT INTO stem_archives (job_id, track_id, user_id, model, entries, size, file_path)"
                     " VALUES (%s, %s, %s, %s, %d, %lld, %s)",
-                    job->id, job->track_id, job->user_id, model, st->n, (long long)zip_size, zip_path + base);
+                    job->id, job->track_id, job->user_id, model, st->n, (long long)zip_size, zip_rel);
   for (int k = 0; k < st->n && rc == DX_OK; k++) {
     char id[DX_UUID_LEN];
-    struct stat sb;
-    long long size = stat(paths[k], &sb) == 0 ? (long long)sb.st_size : 0;
+    long long size = (long long)m[k].size;
     const char *rel = paths[k] + base;
     if ((rc = dx_uuid(id)) != DX_OK) break;
     rc = dx_db_exec(ctx->db, NULL, err,
-                    "INSERT INTO stems (id, job_id, track_id, user_id, model, stem, format, size, duration, file_path)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %f, %s)",
-                    id, job->id, job->track_id, job->user_id, model, st->names[k], "wav", size, duration, rel);
+                    "INSERT INTO stems (id, job_id, track_id, user_id, model, stem, format, size, crc32, duration,"
+                    " file_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %f, %s)",
+                    id, job->id, job->track_id, job->user_id, model, st->names[k], "wav", size, (long long)m[k].crc,
+                    duration, rel);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(id));
     json_object_object_add(o, "stem", json_object_new_string(st->names[k]));
@@ -147,8 +150,10 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
   dx_backend *bes[1] = {ctx->backend};
   char dir[DX_CONFIG_STR + 64];
   snprintf(dir, sizeof dir, "%s/stems/%s", ctx->cfg->storage_dir, job->id);
-  char paths[DX_STEMS_MAX][1024];
-  char zip_path[DX_CONFIG_STR + 80];
+  char paths[DX_STEMS_MAX][1024], names[DX_STEMS_MAX][160];
+  dx_zip_member members[DX_STEMS_MAX];
+  char zip_rel[DX_UUID_LEN + 32];
+  snprintf(zip_rel, sizeof zip_rel, "stems/%s/stems.zip", job->id);
   uint64_t zip_size = 0;
   dx_job_set_retryable(ctx, -1); /* device and memory failures may pass */
   /* streamed from the track file straight into the stem files (bounded memory) */
@@ -167,14 +172,14 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
     return st;
   }
   st = dx_job_progress(ctx, 95);
-  if (st == DX_OK) st = write_archive(model, &stems, paths, dir, zip_path, sizeof zip_path, &zip_size, err);
+  if (st == DX_OK) st = measure_archive(model, &stems, paths, members, names, &zip_size, err);
   if (st == DX_OK) {
     json_object *list = json_object_new_array();
-    st = store_rows(ctx, model, &stems, paths, zip_path, zip_size, list, err);
+    st = store_rows(ctx, model, &stems, paths, members, zip_rel, zip_size, list, err);
     if (st == DX_OK) {
       json_object *result = json_object_new_object();
       json_object *arch = json_object_new_object();
-      json_object_object_add(arch, "file_path", json_object_new_string(zip_path + strlen(ctx->cfg->storage_dir) + 1));
+      json_object_object_add(arch, "file_path", json_object_new_string(zip_rel));
       json_object_object_add(arch, "size", json_object_new_int64((int64_t)zip_size));
       json_object_object_add(arch, "entries", json_object_new_int(stems.n));
       json_object_object_add(result, "model", json_object_new_string(model));

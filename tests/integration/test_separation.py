@@ -123,31 +123,42 @@ def test_hpss_job_stems_and_downloads(stack, token, upload, tmp_path):
         assert r.content == stack.get(s["url"], token=tok).content
         assert r.content == (stack.storage_dir / f"stems/{j['job_id']}/{s['stem']}.wav").read_bytes()
 
-    # the engine wrote the ZIP with the stems, before the job completed
+    # the archive is announced with the stems (its exact size, each stem's
+    # CRC) and composed as it is sent: no copy of the stems on disk
     zip_rel = f"stems/{j['job_id']}/stems.zip"
     assert done["archive_url"] == f"/files/{zip_rel}"
-    zip_file = stack.storage_dir / zip_rel
-    assert zip_file.is_file()
-    arow = stack.sql(f"SELECT file_path, size, entries, model, track_id FROM stem_archives WHERE job_id = '{j['job_id']}'")
-    assert arow == [(zip_rel, str(zip_file.stat().st_size), "2", "hpss", t["id"])]
-    assert not any(n.startswith(".") or ".tmp." in n for n in os.listdir(zip_file.parent))
-    on_disk = zip_file.read_bytes()
-    _check_zip(stack, on_disk, j["job_id"], "hpss", ["harmonic", "percussive"])
-
-    # served by nginx as it is on disk; the responder writes nothing
+    stem_dir = stack.storage_dir / f"stems/{j['job_id']}"
+    assert sorted(os.listdir(stem_dir)) == ["harmonic.wav", "percussive.wav"]
     before = _storage_files(stack)
     r = stack.get(f"/export/stems/{t['id']}", token=tok)
     assert r.status_code == 200, r.text[:300]
     assert r.headers["Content-Type"] == "application/zip"
     assert "X-Accel-Redirect" not in r.headers
     assert f'filename="hpss-{t["id"]}.zip"' in r.headers["Content-Disposition"]
-    assert r.content == on_disk
-    z = zipfile.ZipFile(io.BytesIO(r.content))
+    archive = r.content
+    arow = stack.sql(f"SELECT file_path, size, entries, model, track_id FROM stem_archives WHERE job_id = '{j['job_id']}'")
+    assert arow == [(zip_rel, str(len(archive)), "2", "hpss", t["id"])]
+    assert int(r.headers["Content-Length"]) == len(archive)
+    crcs = stack.sql(f"SELECT stem, crc32 FROM stems WHERE job_id = '{j['job_id']}' ORDER BY stem")
+    z = zipfile.ZipFile(io.BytesIO(archive))
+    assert [(i.filename, i.CRC, i.compress_type) for i in z.infolist()] == \
+        [(f"hpss/{stem}.wav", int(crc), zipfile.ZIP_STORED) for stem, crc in crcs]
+    _check_zip(stack, archive, j["job_id"], "hpss", ["harmonic", "percussive"])
     zh, _ = sf.read(io.BytesIO(z.read("hpss/harmonic.wav")), dtype="float32")
     assert np.array_equal(zh, h)
     r = stack.get(done["archive_url"], token=tok)
-    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip" and r.content == on_disk
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip" and r.content == archive
+    # byte ranges of it, as of a stored file (resumed downloads)
+    r = stack.get(done["archive_url"], token=tok, headers={"Range": "bytes=100-4195"})
+    assert r.status_code == 206 and r.content == archive[100:4196], (r.status_code, len(r.content))
+    assert r.headers["Content-Range"] == f"bytes 100-4195/{len(archive)}"
     assert _storage_files(stack) == before
+    # a stems.zip that an engine from before schema 006 stored is sent as it is
+    (stem_dir / "stems.zip").write_bytes(b"PK archive of an older engine")
+    try:
+        assert stack.get(done["archive_url"], token=tok).content == b"PK archive of an older engine"
+    finally:
+        (stem_dir / "stems.zip").unlink()
 
     # someone else sees none of it; an admin sees all of it
     other = token()
@@ -160,10 +171,10 @@ def test_hpss_job_stems_and_downloads(stack, token, upload, tmp_path):
         assert stack.get(url, token=None).status_code == 401
         assert stack.get(url, token=stack.admin_token).status_code == 200
     r = stack.get(f"/export/stems/{t['id']}", token=stack.admin_token)
-    assert r.status_code == 200 and r.content == on_disk
+    assert r.status_code == 200 and r.content == archive
 
     # only the files the rows name: no other file of the folder, no traversal
-    stray = zip_file.parent / "harmonic.wav.tmp.1"
+    stray = stem_dir / "harmonic.wav.tmp.1"
     stray.write_bytes(b"partial")
     try:
         for path in (f"/files/stems/{j['job_id']}/harmonic.wav.tmp.1", f"/files/stems/{j['job_id']}/.stems.zip.tmp.1",
@@ -180,13 +191,13 @@ def test_hpss_job_stems_and_downloads(stack, token, upload, tmp_path):
     j2 = _data(_separate(stack, tok, t["id"], "hpss", two_stems="harmonic"), 202)
     done2 = _wait(stack, tok, j2["job_id"])
     assert done2["status"] == "completed", done2
-    zip2 = (stack.storage_dir / f"stems/{j2['job_id']}/stems.zip").read_bytes()
-    _check_zip(stack, zip2, j2["job_id"], "hpss", ["harmonic", "no_harmonic"])
     r = stack.get(f"/export/stems/{t['id']}", token=tok)
-    assert r.status_code == 200 and r.content == zip2
-    assert stack.get(done["archive_url"], token=tok).content == on_disk  # the older one stays reachable
+    assert r.status_code == 200
+    zip2 = r.content
+    _check_zip(stack, zip2, j2["job_id"], "hpss", ["harmonic", "no_harmonic"])
+    assert stack.get(done["archive_url"], token=tok).content == archive  # the older one stays reachable
     stack.sql(f"UPDATE jobs SET status = 'failed' WHERE id = '{j2['job_id']}'")
-    assert stack.get(f"/export/stems/{t['id']}", token=tok).content == on_disk
+    assert stack.get(f"/export/stems/{t['id']}", token=tok).content == archive
 
 
 def _storage_files(stack):
@@ -228,7 +239,7 @@ def test_htdemucs_tiny_job(stack, token, upload, tmp_path):
     assert done2["status"] == "completed", done2
     assert sorted(s["stem"] for s in done2["stems"]) == ["no_vocals", "vocals"]
     # each job has its ZIP; the track's ZIP is the newest completed job's
-    _check_zip(stack, (stack.storage_dir / f"stems/{j['job_id']}/stems.zip").read_bytes(), j["job_id"],
+    _check_zip(stack, stack.get(done["archive_url"], token=tok).content, j["job_id"],
                "htdemucs_tiny", ["bass", "drums", "other", "vocals"])
     r = stack.get(f"/export/stems/{t['id']}", token=tok)
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/zip"
@@ -355,7 +366,7 @@ def test_deleting_a_track_removes_its_stems(stack, token, upload, tmp_path):
     j = _wait(stack, tok, _data(_separate(stack, tok, t["id"], "hpss"), 202)["job_id"])
     assert j["status"] == "completed", j
     stem_dir = stack.storage_dir / f"stems/{j['id']}"
-    assert (stem_dir / "stems.zip").is_file()
+    assert (stem_dir / "harmonic.wav").is_file()
     assert stack.delete(f"/api/tracks/{t['id']}", token=tok).status_code == 204
     assert not stem_dir.exists()
     assert not (stack.storage_dir / f"tracks/{t['id']}").exists()

@@ -1,8 +1,9 @@
-/* test_zip_writer.c: archives written by dx_zip_write_files read back with
- * the checkpoint zip reader (dx_zip), with and without ZIP64 records: same
- * names, same bytes, CRCs checked; failures leave neither the destination
- * nor a temporary file behind. */
-#include <dirent.h>
+/* test_zip_writer.c: archives sent by dx_zip_stream read back with the
+ * checkpoint zip reader (dx_zip), with and without ZIP64 records: same
+ * names, same bytes, CRCs checked, exactly dx_zip_size bytes, the same
+ * bytes twice; bad names refused before a byte is sent; a missing file, a
+ * file whose size or CRC is not the one given, and a reader that goes away
+ * end the archive with an error. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,26 +35,29 @@ static void write_bytes(const char *path, const unsigned char *b, size_t n) {
   fclose(f);
 }
 
-static unsigned char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long sz = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *b = malloc(sz > 0 ? (size_t)sz : 1);
-  *n = fread(b, 1, (size_t)sz, f);
-  fclose(f);
-  return b;
+/* A sink gathering what is sent in memory; fail_after > 0 stops it there. */
+typedef struct {
+  unsigned char *p;
+  size_t n, cap, fail_after;
+} sink;
+
+static int to_sink(void *ctx, const void *buf, size_t n) {
+  sink *k = ctx;
+  if (k->fail_after && k->n + n > k->fail_after) return 1;
+  if (k->n + n > k->cap) {
+    k->cap = 2 * (k->n + n);
+    k->p = realloc(k->p, k->cap);
+  }
+  memcpy(k->p + k->n, buf, n);
+  k->n += n;
+  return 0;
 }
 
-/* Number of entries in dir (besides . and ..). */
-static int dir_count(void) {
-  DIR *d = opendir(dir);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-  closedir(d);
-  return n;
+static void member(dx_zip_member *m, const char *name, const char *path) {
+  dx_errbuf err = {{0}};
+  m->name = name;
+  m->path = path;
+  CHECK(dx_zip_file_crc(path, &m->crc, &m->size, &err) == DX_OK);
 }
 
 static void check_roundtrip(int force) {
@@ -64,18 +68,20 @@ static void check_roundtrip(int force) {
   write_bytes(in_dir("a.wav"), a, na);
   write_bytes(in_dir("b.wav"), b, nb);
   write_bytes(in_dir("empty.wav"), b, 0);
-  dx_zip_source src[3] = {{"m/a.wav", in_dir("a.wav")}, {"m/b.wav", in_dir("b.wav")}, {"m/empty.wav", in_dir("empty.wav")}};
-  dx_zip_write_params p = dx_zip_write_default_params();
-  p.force_zip64 = force;
-  uint64_t size = 0;
+  dx_zip_member m[3];
+  member(&m[0], "m/a.wav", in_dir("a.wav"));
+  member(&m[1], "m/b.wav", in_dir("b.wav"));
+  member(&m[2], "m/empty.wav", in_dir("empty.wav"));
+  CHECK(m[0].size == na && m[2].size == 0);
   dx_errbuf err = {{0}};
-  CHECK(dx_zip_write_files(in_dir("out.zip"), src, 3, &p, &size, &err) == DX_OK);
-  CHECK(dir_count() == 4); /* three sources and the archive: no temporary file left */
-  size_t zn = 0;
-  unsigned char *zd = read_all(in_dir("out.zip"), &zn);
-  CHECK(zd != NULL && zn == size);
+  sink k = {0}, k2 = {0};
+  CHECK(dx_zip_stream(m, 3, force, 1700000000, to_sink, &k, &err) == DX_OK);
+  CHECK_MSG(k.n == dx_zip_size(m, 3, force), "%zu bytes sent, dx_zip_size says %llu", k.n,
+            (unsigned long long)dx_zip_size(m, 3, force));
+  CHECK(dx_zip_stream(m, 3, force, 1700000000, to_sink, &k2, &err) == DX_OK);
+  CHECK(k2.n == k.n && !memcmp(k.p, k2.p, k.n)); /* the same archive every time */
   dx_zip z;
-  CHECK(dx_zip_open(&z, zd, zn, 16, &err) == DX_OK);
+  CHECK(dx_zip_open(&z, k.p, k.n, 16, &err) == DX_OK);
   CHECK(z.n == 3);
   const char *names[3] = {"m/a.wav", "m/b.wav", "m/empty.wav"};
   const unsigned char *want[3] = {a, b, b};
@@ -94,11 +100,12 @@ static void check_roundtrip(int force) {
   }
   /* stored entries: the archive is the files plus headers */
   if (force)
-    CHECK(zn > na + nb + 3 * (30 + 20 + 46 + 28) + 56 + 20 + 22);
+    CHECK(k.n > na + nb + 3 * (30 + 20 + 46 + 28) + 56 + 20 + 22);
   else
-    CHECK(zn == na + nb + 3 * (30 + 46) + 2 * (7 + 7) + 2 * 11 + 22);
+    CHECK(k.n == na + nb + 3 * (30 + 46) + 2 * (7 + 7) + 2 * 11 + 22);
   dx_zip_close(&z);
-  free(zd);
+  free(k.p);
+  free(k2.p);
   free(a);
   dx_rmtree(dir);
 }
@@ -106,30 +113,45 @@ static void check_roundtrip(int force) {
 DX_TEST(roundtrip_plain) { check_roundtrip(0); }
 DX_TEST(roundtrip_zip64) { check_roundtrip(1); }
 
-DX_TEST(failures_leave_nothing) {
+DX_TEST(failures_end_the_archive) {
   make_dir();
   unsigned char b[4] = {9, 8, 7, 6};
   write_bytes(in_dir("x.wav"), b, 4);
-  write_bytes(in_dir("old.zip"), b, 2);
   dx_errbuf err = {{0}};
-  dx_zip_source missing[2] = {{"x.wav", in_dir("x.wav")}, {"y.wav", in_dir("nope.wav")}};
-  CHECK(dx_zip_write_files(in_dir("new.zip"), missing, 2, NULL, NULL, &err) == DX_ERR_NOT_FOUND);
+  dx_zip_member m[2];
+  member(&m[0], "x.wav", in_dir("x.wav"));
+  m[1] = m[0];
+  m[1].name = "y.wav";
+  m[1].path = in_dir("nope.wav");
+  sink k = {0};
+  CHECK(dx_zip_stream(m, 2, 0, 0, to_sink, &k, &err) == DX_ERR_NOT_FOUND);
   CHECK(strstr(err.msg, "nope.wav") != NULL);
-  CHECK(access(in_dir("new.zip"), F_OK) != 0);
-  /* an existing destination stays as it was */
-  CHECK(dx_zip_write_files(in_dir("old.zip"), missing, 2, NULL, NULL, &err) == DX_ERR_NOT_FOUND);
-  size_t n = 0;
-  unsigned char *old = read_all(in_dir("old.zip"), &n);
-  CHECK(n == 2 && old[0] == 9 && old[1] == 8);
-  free(old);
-  dx_zip_source dup[2] = {{"x.wav", in_dir("x.wav")}, {"x.wav", in_dir("x.wav")}};
-  CHECK(dx_zip_write_files(in_dir("new.zip"), dup, 2, NULL, NULL, &err) == DX_ERR_INVALID);
-  dx_zip_source bad[1] = {{"/abs.wav", in_dir("x.wav")}};
-  CHECK(dx_zip_write_files(in_dir("new.zip"), bad, 1, NULL, NULL, &err) == DX_ERR_INVALID);
-  CHECK(dx_zip_write_files(in_dir("new.zip"), bad, 0, NULL, NULL, &err) == DX_ERR_INVALID);
-  CHECK(dx_zip_write_files(in_dir("nodir/new.zip"), dup, 1, NULL, NULL, &err) == DX_ERR_IO);
-  CHECK(dir_count() == 2);
+  uint32_t crc;
+  uint64_t size;
+  CHECK(dx_zip_file_crc(in_dir("nope.wav"), &crc, &size, &err) == DX_ERR_NOT_FOUND);
+  /* the file is not the one its row describes */
+  m[1].path = in_dir("x.wav");
+  m[1].size = 3;
+  k.n = 0;
+  CHECK(dx_zip_stream(m, 2, 0, 0, to_sink, &k, &err) == DX_ERR_IO);
+  CHECK(strstr(err.msg, "changed") != NULL && k.n < dx_zip_size(m, 2, 0));
+  m[1].size = 4;
+  m[1].crc ^= 1;
+  CHECK(dx_zip_stream(m, 2, 0, 0, to_sink, &k, &err) == DX_ERR_IO);
+  m[1].crc ^= 1;
+  /* the reader goes away */
+  sink gone = {.fail_after = 40};
+  CHECK(dx_zip_stream(m, 2, 0, 0, to_sink, &gone, &err) == DX_ERR_IO);
+  free(gone.p);
+  /* names: checked before anything is sent */
+  m[1].name = "x.wav";
+  k.n = 0;
+  CHECK(dx_zip_stream(m, 2, 0, 0, to_sink, &k, &err) == DX_ERR_INVALID && k.n == 0);
+  m[0].name = "/abs.wav";
+  CHECK(dx_zip_check(m, 1, &err) == DX_ERR_INVALID);
+  CHECK(dx_zip_check(m, 0, &err) == DX_ERR_INVALID);
+  free(k.p);
   dx_rmtree(dir);
 }
 
-DX_TEST_MAIN(DX_T(roundtrip_plain), DX_T(roundtrip_zip64), DX_T(failures_leave_nothing))
+DX_TEST_MAIN(DX_T(roundtrip_plain), DX_T(roundtrip_zip64), DX_T(failures_end_the_archive))
