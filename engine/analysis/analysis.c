@@ -348,10 +348,6 @@ static dx_status resample(dx_analyzer *a, int sr, const float *mono, size_t n, f
   return st == DX_OK ? dx_an_resample_feed(a, mono, 0, n, n, y, 0, olen, olen, &rs, err) : st;
 }
 
-/* Where the features' signal goes for audio of n frames at rate sr:
- * reserves the analyzer's buffers for olen output samples and picks the
- * downmix's destination (the signal buffer itself when no resampling is
- * needed; with mono NULL no downmix buffer is made). */
 size_t dx_an_window_len(const dx_analyzer *a) {
   return (size_t)(a->block - 1) * a->p.feat.hop + (size_t)a->p.feat.n_fft;
 }
@@ -369,6 +365,11 @@ static dx_status reserve_windows(dx_analyzer *a, dx_errbuf *err) {
   return DX_OK;
 }
 
+/* Where the features' signal goes for audio of n frames at rate sr:
+ * reserves the analyzer's buffers for olen output samples and picks the
+ * downmix's destination (the signal buffer itself when no resampling is
+ * needed; with mono NULL no downmix buffer is made; with y NULL, a
+ * streamed run, only the per-frame buffers and the lanes' windows). */
 dx_status dx_an_prepare(dx_analyzer *a, int sr, size_t n, size_t *olen, float **mono, float **y, dx_errbuf *err) {
   int rate = a->p.feat.sample_rate, same = sr == rate;
   *olen = same ? n : (size_t)(n * ((double)rate / sr) + 0.5);
