@@ -79,6 +79,17 @@ double dx_test_rel_l2(const float *a, const float *b, size_t n) {
   return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+const char *dx_test_demix_path(void) {
+  static char path[4096];
+  const char *b = getenv("DEMIX_BUILD");
+  char cwd[2048] = "";
+  if (!b || b[0] != '/') {
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+  }
+  snprintf(path, sizeof path, "%s%s%.1900s/demix", cwd, *cwd ? "/" : "", b && *b ? b : ".");
+  return path;
+}
+
 void dx_test_dump(const char *name, const float *x, size_t n) {
   char path[4096];
   const char *b = getenv("DEMIX_BUILD");

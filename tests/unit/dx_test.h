@@ -74,6 +74,9 @@ long dx_test_child_peak_kib(int (*fn)(void *ctx), void *ctx);
 const char *dx_test_ref_path(const char *rel);
 /* Path in the source tree: $DEMIX_SOURCE/<rel>. */
 const char *dx_test_src_path(const char *rel);
+/* Absolute path of the built `demix` command: $DEMIX_BUILD/demix (set by
+ * ctest; else ./demix), for tests that run it in another folder. */
+const char *dx_test_demix_path(void);
 /* Read a reference tensor file stored as float16 (.f16) or float32 (.f32)
  * into a malloc'd float array; *n receives the element count. NULL on error. */
 float *dx_test_read_tensor(const char *path, size_t *n);

@@ -21,7 +21,7 @@
 #include "test_analysis_synth.h"
 
 static char tmp[64];
-static char demix[2048];
+static char demix[4096];
 
 /* Run `demix ARGS` in tmp with stdout to tmp/out (stderr to tmp/log.txt);
  * its exit status. */
@@ -60,11 +60,7 @@ static void write_track(const char *rel, int kind, double seconds, dx_audio_enco
 
 static int setup(void) {
   if (tmp[0]) return 1;
-  const char *b = getenv("DEMIX_BUILD");
-  char cwd[512];
-  if (!getcwd(cwd, sizeof cwd)) return 0;
-  snprintf(demix, sizeof demix, "%s%s%.900s/demix", b && b[0] == '/' ? "" : cwd, b && b[0] == '/' ? "" : "/",
-           b ? b : ".");
+  snprintf(demix, sizeof demix, "%s", dx_test_demix_path());
   snprintf(tmp, sizeof tmp, "/tmp/dx_ancli_XXXXXX");
   if (!mkdtemp(tmp)) return 0;
   const char *dirs[] = {"lib/Artist/Album", "lib/Drums", "lib/.hidden", "empty"};

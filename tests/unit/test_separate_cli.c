@@ -16,10 +16,10 @@
 #include "dx_util.h"
 
 static char tmp[64];
-static char demix[1024];
+static char demix[4096];
 
 static int run(const char *args) {
-  char cmd[4096];
+  char cmd[8192];
   snprintf(cmd, sizeof cmd, "cd %s && DEMIX_HOME=%s DEMIX_MODEL_DIR=%s/models %s %s 2>>%s/log.txt", tmp, tmp, tmp, demix,
            args, tmp);
   int rc = system(cmd);
@@ -49,16 +49,7 @@ static long long mtime_ns(const char *rel) {
 
 static int setup(void) {
   if (tmp[0]) return 1;
-  const char *b = getenv("DEMIX_BUILD");
-  snprintf(demix, sizeof demix, "%.900s/demix", b ? b : ".");
-  if (demix[0] != '/') {
-    char cwd[512];
-    if (getcwd(cwd, sizeof cwd)) {
-      char t[1600];
-      snprintf(t, sizeof t, "%s/%s", cwd, demix);
-      snprintf(demix, sizeof demix, "%.1000s", t);
-    }
-  }
+  snprintf(demix, sizeof demix, "%s", dx_test_demix_path());
   snprintf(tmp, sizeof tmp, "/tmp/dx_sepcli_XXXXXX");
   if (!mkdtemp(tmp)) return 0;
   char dir[128], src[1024], dst[256];
