@@ -15,7 +15,7 @@
 
 #define MAX_DEPTH 32 /* deeper folders are left out (and said so) */
 
-int dx_cli_is_audio_name(const char *name) {
+static int is_audio_name(const char *name) {
   static const char *const ext[] = {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff"};
   const char *dot = strrchr(name, '.');
   if (!dot || name[0] == '.' || dot[1] == 0) return 0;
@@ -85,7 +85,7 @@ static int walk(dx_cli_inputs *l, const char *dir, const char *rel, int depth) {
       struct stat ls, sb;
       if (lstat(path, &ls) == 0 && S_ISDIR(ls.st_mode)) {
         rc = walk(l, path, sub, depth + 1);
-      } else if (dx_cli_is_audio_name(names[i]) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+      } else if (is_audio_name(names[i]) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
         if (add(l, path, rel)) rc = -1;
       }
     }
@@ -107,6 +107,7 @@ int dx_cli_inputs_add(dx_cli_inputs *l, const char *arg) {
     char *dir = strndup(arg, n);
     rc = dir ? walk(l, dir, "", 0) : -1;
     free(dir);
+    l->folders++;
   } else {
     rc = add(l, arg, ""); /* as given: a missing or undecodable file fails when its turn comes */
   }

@@ -1,8 +1,8 @@
 /* cmd_analyze.c: `demix analyze FILE|DIR... [--json] [--features a,b]
  * [--device cpu|cuda|auto]`: analyse audio files locally, no server or
  * database needed. A folder stands for its audio files at any depth (by
- * extension, each folder's in name order: dx_cli_inputs_add). Prints a readable summary per file, or
- * with --json one JSON document: the result object (with "file") for a
+ * extension, each folder's in name order: dx_cli_inputs_add). Prints a
+ * readable summary per file, or with --json one JSON document: the result object (with "file") for a
  * single file argument, else an array of them; a file that fails appears
  * as {"file", "error": {"code", "message"}}. Exit status 1 when any file
  * failed, 2 for usage errors. -j N analyses N files at a time on N worker
@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "dx_analysis.h"
 #include "dx_cli.h"
@@ -143,11 +142,7 @@ int dx_cmd_analyze(int argc, char **argv) {
     }
   }
   if (files.unreadable) rc = 1;
-  int many = files.n != 1;
-  for (int i = 1; i < argc; i++) {
-    struct stat sb;
-    if (argv[i][0] != '-' && stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode)) many = 1;
-  }
+  int many = files.n != 1 || files.folders;
   if (!files.n && !rc) {
     dx_cli_error("no audio files given");
     usage(stderr);

@@ -3,8 +3,8 @@
  * Writes OUT/MODEL/TRACK/STEM.EXT (OUT/MODEL/SUB/TRACK/STEM.EXT for a track
  * found in folder SUB of a folder argument); a track whose stems all exist
  * is skipped unless --overwrite, and two tracks that would share a stem
- * folder stop the run before it starts. Progress bar on stderr when it is a terminal. Tracks
- * are streamed (dx_separator_run_file): memory does not grow with length.
+ * folder stop the run before it starts. Progress bar on stderr when it is
+ * a terminal. Tracks are streamed (dx_separator_run_file): memory does not grow with length.
  * Single-threaded apart from the -j chunk workers inside dx_separator_run_file. */
 #include <errno.h>
 #include <stdio.h>

@@ -39,14 +39,13 @@ typedef struct {
   dx_cli_input *v;
   size_t n, cap;
   int unreadable; /* a folder could not be read (said on stderr; its files are missing) */
+  int folders;    /* folder arguments added */
 } dx_cli_inputs;
 
-/* 1 for a file name that is not hidden and ends in an audio extension
- * (wav, wave, flac, ogg, oga, opus, mp3, aif, aiff; any case). */
-int dx_cli_is_audio_name(const char *name);
 /* Append what argument arg names: a folder's audio files at any depth
  * (each folder's entries in name order; hidden entries and links to
- * folders are not entered), anything else as given (a missing or
+ * folders are not entered; audio: not hidden, ending in wav, wave, flac,
+ * ogg, oga, opus, mp3, aif or aiff in any case), anything else as given (a missing or
  * undecodable file fails when its turn comes). 0, or 1 when out of memory
  * (said on stderr). Free with dx_cli_inputs_free. */
 int dx_cli_inputs_add(dx_cli_inputs *l, const char *arg);
