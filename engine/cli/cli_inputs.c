@@ -2,7 +2,8 @@
  * separate`) works through, from its arguments (see dx_cli.h). A folder
  * argument stands for its audio files at any depth, so a whole library
  * (Artist/Album/01.flac) can be named at once; each file keeps the folder
- * it lies in below the argument, which `separate` mirrors in its output.
+ * it lies in below the argument, which `separate` mirrors in its output;
+ * `separate`'s own output folder is not entered (dx_cli_inputs_skip).
  * Single-threaded. */
 #include <dirent.h>
 #include <stdio.h>
@@ -40,6 +41,20 @@ static int add(dx_cli_inputs *l, const char *path, const char *rel) {
   }
   l->v[l->n++] = (dx_cli_input){p, r};
   return 0;
+}
+
+static int skipped(const dx_cli_inputs *l, const struct stat *sb) {
+  for (int i = 0; i < l->n_skip; i++)
+    if (l->skip[i].dev == (unsigned long long)sb->st_dev && l->skip[i].ino == (unsigned long long)sb->st_ino) return 1;
+  return 0;
+}
+
+void dx_cli_inputs_skip(dx_cli_inputs *l, const char *dir) {
+  struct stat sb;
+  if (l->n_skip < (int)(sizeof l->skip / sizeof l->skip[0]) && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    l->skip[l->n_skip].dev = (unsigned long long)sb.st_dev;
+    l->skip[l->n_skip++].ino = (unsigned long long)sb.st_ino;
+  }
 }
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -84,7 +99,8 @@ static int walk(dx_cli_inputs *l, const char *dir, const char *rel, int depth) {
       snprintf(sub, lr, "%s%s%s", rel, *rel ? "/" : "", names[i]);
       struct stat ls, sb;
       if (lstat(path, &ls) == 0 && S_ISDIR(ls.st_mode)) {
-        rc = walk(l, path, sub, depth + 1);
+        if (skipped(l, &ls)) fprintf(stderr, "Leaving out %s: it is the output folder\n", path);
+        else rc = walk(l, path, sub, depth + 1);
       } else if (is_audio_name(names[i]) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
         if (add(l, path, rel)) rc = -1;
       }

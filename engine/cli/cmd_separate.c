@@ -275,6 +275,12 @@ int dx_cmd_separate(int argc, char **argv) {
   dx_cli_inputs in = {0};
   char **dirs = NULL;
   int failures = 0;
+  /* stems from earlier runs are not tracks: a walk over a folder that
+   * holds OUT (or, for -o ., OUT/MODEL) leaves them out */
+  char model_out[4200];
+  snprintf(model_out, sizeof model_out, "%s/%s", o.out, o.name);
+  dx_cli_inputs_skip(&in, o.out);
+  dx_cli_inputs_skip(&in, model_out);
   for (int i = 0; i < n_raw && !rc; i++) rc = dx_cli_inputs_add(&in, raw[i]);
   if (!rc && !(dirs = out_dirs(&in, o.out, o.name))) rc = 1;
   if (rc) failures = 1;

@@ -40,6 +40,11 @@ typedef struct {
   size_t n, cap;
   int unreadable; /* a folder could not be read (said on stderr; its files are missing) */
   int folders;    /* folder arguments added */
+  /* folders the walk does not enter (dx_cli_inputs_skip): device, inode */
+  struct {
+    unsigned long long dev, ino;
+  } skip[2];
+  int n_skip;
 } dx_cli_inputs;
 
 /* Append what argument arg names: a folder's audio files at any depth
@@ -50,5 +55,10 @@ typedef struct {
  * (said on stderr). Free with dx_cli_inputs_free. */
 int dx_cli_inputs_add(dx_cli_inputs *l, const char *arg);
 void dx_cli_inputs_free(dx_cli_inputs *l);
+/* Leave folder dir out when a folder argument's walk meets it below the
+ * argument (`separate`'s output folder, so `demix separate -o stems .`
+ * does not separate earlier stems again); a folder named as an argument is
+ * still walked. Nothing when dir does not exist (yet) or two are set. */
+void dx_cli_inputs_skip(dx_cli_inputs *l, const char *dir);
 
 #endif

@@ -4,8 +4,9 @@
  * reproduces separate/output within 2e-3 relative L2; a second run skips the
  * finished track and --overwrite redoes it; --two-stems; hpss stems written
  * as float WAV add back to the mix; a directory argument, whose nested
- * folders are kept below OUT/MODEL; two tracks that would share a stem
- * folder refused; usage errors. */
+ * folders are kept below OUT/MODEL and whose output folder inside it is
+ * left out; two tracks that would share a stem folder refused; usage
+ * errors. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -140,6 +141,18 @@ DX_TEST(two_stems_and_hpss) {
   CHECK(link(p, q) == 0);
   CHECK(run("separate -n hpss --float32 -o OUT3 tracks") == 0);
   CHECK(mtime_ns("OUT3/hpss/sub/a/harmonic.wav") > 0 && mtime_ns("OUT3/hpss/sub/a/percussive.wav") > 0);
+  /* the output folder inside the walked folder: a second run leaves the
+   * first run's stems out instead of separating them as tracks; with -o
+   * at the folder itself, OUT/MODEL is left out */
+  CHECK(run("separate -n hpss -o tracks/OUT5 tracks") == 0);
+  CHECK(run("separate --repo repo -n htdemucs_tiny --shifts 0 -d cpu -o tracks/OUT5 tracks") == 0);
+  CHECK(mtime_ns("tracks/OUT5/hpss/sub/a/harmonic.wav") > 0);
+  CHECK(mtime_ns("tracks/OUT5/htdemucs_tiny/sub/a/vocals.wav") > 0);
+  CHECK(mtime_ns("tracks/OUT5/htdemucs_tiny/OUT5") < 0);
+  CHECK(run("separate -n hpss -o tracks tracks") == 0);
+  CHECK(run("separate -n hpss --overwrite -o tracks tracks") == 0);
+  CHECK(mtime_ns("tracks/hpss/a/harmonic.wav") > 0);
+  CHECK(mtime_ns("tracks/hpss/hpss") < 0);
   /* named directly, both would go to OUT4/hpss/a: refused before any work */
   CHECK(run("separate -n hpss -o OUT4 tracks/a.wav tracks/sub/a.wav") == 2);
   CHECK(mtime_ns("OUT4") < 0);
