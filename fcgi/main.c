@@ -10,6 +10,12 @@
  * blocked while it handles one), stops accepting and exits; the parent then
  * removes the socket and the pidfile and exits 0. A worker also retires after
  * WORKER_MAX_REQUESTS requests and is replaced.
+ * A streamed body (a stems archive, up to gigabytes) is sent by a process
+ * forked for it, a sender, so a client that downloads slowly holds that
+ * process and never a responder: nginx passes such bodies on at the
+ * client's pace without a temporary copy (nginx.conf.in). At most
+ * fcgi_senders run at once (each worker its share); past that a download is
+ * answered 503 BUSY with Retry-After.
  * Threading: single-threaded processes. */
 #include <errno.h>
 #include <fcgiapp.h>
@@ -32,6 +38,8 @@ const char *dx_fcgi_version(void);
 /* A worker exits after this many requests and the parent starts a fresh one,
  * so a slow leak inside a decoding library cannot grow without bound. */
 #define WORKER_MAX_REQUESTS 100000L
+/* Seconds a client is told to wait when every sender is busy. */
+#define SENDERS_BUSY_RETRY "10"
 
 /* --- worker ------------------------------------------------------------------ */
 
@@ -59,7 +67,47 @@ static const char *param(FCGX_Request *fr, const char *name) {
   return v ? v : "";
 }
 
-static void handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool) {
+/* This worker's senders: running, and how many it may have. */
+typedef struct {
+  int n, max;
+  int listen_fd;
+} senders;
+
+static void reap_senders(senders *s) {
+  while (s->n > 0 && waitpid(-1, NULL, WNOHANG) > 0) s->n--;
+}
+
+/* Send r's response from a child process and let this worker go on: the
+ * child owns the connection (the worker closes its copy without shutting
+ * it down: FCGX_Detach) and ends the FastCGI request itself. The child
+ * uses nothing but the response's files: never the database connection it
+ * inherits, and _exit so that nothing is said on it. 1 when handed off, 0
+ * when the fork failed (the worker sends it itself). */
+static int hand_off(FCGX_Request *fr, dx_req *r, senders *s) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    DX_WARN("fork for a download: %s; sending it from the responder", strerror(errno));
+    return 0;
+  }
+  if (pid == 0) {
+    close(s->listen_fd);
+    signal(SIGTERM, SIG_DFL);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &term, NULL);
+    int rc = dx_resp_send(r, fcgi_write, fr->out);
+    FCGX_Finish_r(fr);
+    _exit(rc ? 1 : 0);
+  }
+  s->n++;
+  FCGX_Detach(fr);
+  FCGX_Free(fr, 1);
+  return 1;
+}
+
+/* 1 when the response went to a sender (the request is gone from fr). */
+static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
   dx_req r;
   memset(&r, 0, sizeof r);
   r.pool = pool;
@@ -88,11 +136,23 @@ static void handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool) {
   r.read_body = fcgi_read;
   r.read_ctx = fr->in;
   dx_dispatch(&r, dx_routes, dx_routes_count);
+  if (r.resp.body_fn && strcmp(r.method, "HEAD") != 0) {
+    reap_senders(snd);
+    if (snd->n >= snd->max) {
+      DX_WARN("%s %s: all %d senders of this responder are busy", r.method, r.path, snd->max);
+      r.resp.nheaders = 0; /* the download's own (Content-Disposition...) */
+      dx_resp_status(&r, DX_ERR_BUSY, "too many downloads at once; try again shortly");
+      dx_resp_header(&r, "Retry-After", SENDERS_BUSY_RETRY);
+    } else if (hand_off(fr, &r, snd)) {
+      return 1;
+    }
+  }
   if (r.resp.status >= 500) DX_WARN("%s %s -> %d", r.method, r.path, r.resp.status);
   dx_resp_send(&r, fcgi_write, fr->out);
+  return 0;
 }
 
-static int worker_main(int listen_fd, const dx_config *cfg) {
+static int worker_main(int listen_fd, const dx_config *cfg, int workers) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = worker_on_term;
@@ -115,6 +175,8 @@ static int worker_main(int listen_fd, const dx_config *cfg) {
   if (!pool || FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR)) return 1;
   int errors = 0;
   long served = 0;
+  int all = cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1;
+  senders snd = {0, (all + workers - 1) / workers, listen_fd};
   while (!worker_stop && served < WORKER_MAX_REQUESTS) {
     int rc = FCGX_Accept_r(&fr);
     if (rc < 0) {
@@ -128,8 +190,8 @@ static int worker_main(int listen_fd, const dx_config *cfg) {
     errors = 0;
     served++;
     sigprocmask(SIG_BLOCK, &term, NULL);
-    handle(&fr, &w, pool);
-    FCGX_Finish_r(&fr);
+    if (!handle(&fr, &w, pool, &snd)) FCGX_Finish_r(&fr);
+    reap_senders(&snd);
     dx_pool_reset(pool);
     sigprocmask(SIG_UNBLOCK, &term, NULL); /* a SIGTERM that came meanwhile lands here */
   }
@@ -170,11 +232,11 @@ static void dirname_of(const char *path, char *out, size_t n) {
   else snprintf(out, n, ".");
 }
 
-static pid_t spawn(int listen_fd, const dx_config *cfg, const sigset_t *parent_mask) {
+static pid_t spawn(int listen_fd, const dx_config *cfg, int workers, const sigset_t *parent_mask) {
   pid_t pid = fork();
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, parent_mask, NULL);
-    _exit(worker_main(listen_fd, cfg));
+    _exit(worker_main(listen_fd, cfg, workers));
   }
   return pid;
 }
@@ -269,7 +331,7 @@ int main(int argc, char **argv) {
   pid_t pids[MAX_WORKERS] = {0};
   double started[MAX_WORKERS] = {0};
   for (int i = 0; i < workers; i++) {
-    pids[i] = spawn(listen_fd, &cfg, &old);
+    pids[i] = spawn(listen_fd, &cfg, workers, &old);
     started[i] = dx_now();
   }
   DX_INFO("listening on %s with %d workers (pid %d)", sock_path, workers, (int)getpid());
@@ -296,7 +358,7 @@ int main(int argc, char **argv) {
           if (WIFSIGNALED(status)) DX_WARN("worker %d died from signal %d; restarting", (int)pid, WTERMSIG(status));
           else if (!recycled) DX_WARN("worker %d exited with %d; restarting", (int)pid, WEXITSTATUS(status));
           if (!recycled && dx_now() - started[i] < 1.0) sleep(1); /* a worker that dies at once: do not spin */
-          pids[i] = spawn(listen_fd, &cfg, &old);
+          pids[i] = spawn(listen_fd, &cfg, workers, &old);
           started[i] = dx_now();
         }
       }

@@ -25,7 +25,7 @@ typedef struct {
 static const key_def keys[] = {
     S(home), S(var_dir), S(storage_dir), S(run_dir), S(model_dir), S(models_base_url),
     S(db_host), I(db_port), S(db_socket), S(db_user), S(db_password), S(db_name),
-    S(engine_socket), S(fcgi_socket), I(http_port), I(fcgi_workers), I(engine_workers),
+    S(engine_socket), S(fcgi_socket), I(http_port), I(fcgi_workers), I(fcgi_senders), I(engine_workers),
     L(max_upload_bytes), I(rate_auth_per_min), I(rate_heavy_per_min), I(lease_seconds),
     I(heartbeat_seconds), I(poll_ms), I(max_attempts), I(retry_backoff_seconds),
     D(max_track_seconds), D(shutdown_grace_seconds), S(device),
@@ -119,6 +119,7 @@ dx_status dx_config_load(dx_config *cfg, dx_errbuf *err) {
   cfg->db_port = 3306;
   cfg->http_port = 8080;
   cfg->fcgi_workers = 4;
+  cfg->fcgi_senders = 64;
   cfg->engine_workers = 2;
   cfg->max_upload_bytes = 200LL << 20;
   cfg->rate_auth_per_min = 60;

@@ -29,6 +29,7 @@ typedef struct {
   char fcgi_socket[DX_CONFIG_STR];   /* default <run>/fcgi.sock */
   int http_port;                     /* nginx listen port, default 8080 */
   int fcgi_workers;                  /* default 4 */
+  int fcgi_senders;                  /* streamed downloads sent at once beside the responders, default 64 */
   int engine_workers;                /* demixd worker threads, default 2 */
   long long max_upload_bytes;        /* default 200 MiB */
   int rate_auth_per_min;             /* api_auth: default 60 */

@@ -202,7 +202,7 @@ def _tools_up(var):
                     str(TEST_DB_PORT), "--fast-db", "--no-build", "--no-bootstrap", "--quiet",
                     "--set", "max_upload_bytes=67108864", "--set", "poll_ms=200",
                     "--set", "rate_auth_per_min=60", "--set", "rate_heavy_per_min=10",
-                    "--set", "retry_backoff_seconds=1"], check=True, cwd=ROOT)
+                    "--set", "retry_backoff_seconds=1", "--set", "fcgi_senders=8"], check=True, cwd=ROOT)
 
 
 def _healthy(url):

@@ -1,9 +1,11 @@
 """Stem separation through nginx: POST /api/processing/separate runs a
 `separate` job on the stack's demixd with hpss and with the kit's
 htdemucs_tiny placed in the model folder; one stem and the ZIP of a track's
-stems download through /export and /files/stems; the engine writes the ZIP
-with the stems (the responder only authorises), it holds exactly the newest
-completed job's stems, byte for byte; hpss stems add back to the mix; unknown
+stems download through /export and /files/stems; the ZIP is composed as it
+is sent and holds exactly the newest completed job's stems, byte for byte;
+clients that stall in the middle of archive downloads hold sender processes,
+not the API's responders, and past fcgi_senders get 503 BUSY; hpss stems add
+back to the mix; unknown
 model 422, missing track 404, lalalai 501, a model without weights 422
 MODEL_NOT_INSTALLED; a corrupt checkpoint fails its job with a clear error
 and the engine keeps serving; the kit's separate case of each graph family
@@ -17,7 +19,9 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 import zipfile
 
@@ -198,6 +202,72 @@ def test_hpss_job_stems_and_downloads(stack, token, upload, tmp_path):
     assert stack.get(done["archive_url"], token=tok).content == archive  # the older one stays reachable
     stack.sql(f"UPDATE jobs SET status = 'failed' WHERE id = '{j2['job_id']}'")
     assert stack.get(f"/export/stems/{t['id']}", token=tok).content == archive
+
+
+def _stalled_download(stack, tok, path):
+    """A GET of path through nginx by a client that then reads no more than
+    the head: (socket, status line, head text). A tiny receive window, so
+    that nginx and the socket buffers soon hold all they can of the body."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10)
+    host, port = stack.base_url.split("//")[1].split(":")
+    s.connect((host, int(port)))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {tok}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1024)
+        assert chunk, head
+        head += chunk
+    text = head.split(b"\r\n\r\n")[0].decode("latin-1")
+    return s, text.split("\r\n")[0], text
+
+
+def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_path):
+    tok = token()
+    t = _data(upload(tok, _music(tmp_path / "long.wav", seconds=40.0)), 201)
+    job_id = _data(_separate(stack, tok, t["id"], "hpss"), 202)["job_id"]
+    assert _wait(stack, tok, job_id)["status"] == "completed"
+    path = f"/export/stems/{t['id']}"
+    head = stack.request("HEAD", path, token=tok)  # its size, with no body to send
+    assert head.status_code == 200, head.headers
+    size = int(head.headers["Content-Length"])
+    assert stack.sql(f"SELECT size FROM stem_archives WHERE job_id = '{job_id}'") == [(str(size),)]
+    assert size > 12_000_000  # far more than nginx and the sockets hold for a stalled client
+    workers = int(stack.config("fcgi_workers", 4))
+    senders = int(stack.config("fcgi_senders", 64))
+    per_worker = -(-senders // workers)
+    # more stalled downloads than responders, and than all senders together
+    socks, statuses, busy = [], [], []
+    try:
+        for _ in range(per_worker * workers + 1):
+            s, status, head = _stalled_download(stack, tok, path)
+            socks.append(s)
+            statuses.append(status)
+            if " 503 " in status:
+                busy.append(head)
+        assert all(" 200 " in st or " 503 " in st for st in statuses), statuses
+        assert 0 < sum(" 200 " in st for st in statuses) <= per_worker * workers, statuses
+        assert busy, statuses
+        assert "Retry-After: " in busy[0] and "Content-Disposition" not in busy[0], busy[0]
+        # the API answers at once while every sender is held
+        assert stack.get("/health", timeout=5).status_code == 200
+        assert stack.get(f"/api/tracks/{t['id']}", token=tok, timeout=5).status_code == 200
+        r = stack.get(path, token=tok, timeout=5)
+        assert r.status_code == 503 and r.json()["code"] == "BUSY", r.text[:300]
+        assert int(r.headers["Retry-After"]) > 0
+    finally:
+        for s in socks:
+            s.close()
+    # the stalled clients gone, their senders end and the archive comes whole
+    deadline = time.monotonic() + 20
+    while True:
+        r = stack.get(path, token=tok, timeout=30)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200 and len(r.content) == size, (r.status_code, r.text[:300])
+    _check_zip(stack, r.content, job_id, "hpss", ["harmonic", "percussive"])
 
 
 def _storage_files(stack):
