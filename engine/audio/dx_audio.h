@@ -115,6 +115,13 @@ typedef struct dx_audio_writer dx_audio_writer;
  * the file cannot be created; on success *out owns the open file. */
 dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, dx_audio_encoding enc, int flags,
                                dx_audio_writer **out, dx_errbuf *err);
+/* MP3 files are written at a constant bit rate: DX_MP3_KBPS_DEFAULT (the
+ * official separate tool's --mp3-bitrate default), or kbps (8..320, set
+ * before the first write; brought into what the MPEG version of the file's
+ * sample rate allows: 32..320 from 32 kHz up). No effect on other
+ * encodings. DX_ERR_INVALID for a rate out of range or a late call. */
+#define DX_MP3_KBPS_DEFAULT 320
+dx_status dx_audio_writer_set_mp3_kbps(dx_audio_writer *w, int kbps, dx_errbuf *err);
 /* Append n frames of planar[c * stride + i]. DX_ERR_IO on a failed write
  * (the writer then still needs close or abort). */
 dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t stride, size_t n, dx_errbuf *err);

@@ -25,6 +25,7 @@ struct dx_audio_writer {
   SF_INFO si;
   SNDFILE *sf; /* open on tmp (straight away, or at close with RESCALE) */
   int rescale, fd;
+  int mp3_kbps; /* MP3: constant bit rate */
   float peak;
   size_t frames;
   float *block; /* [DX_AUDIO_BLOCK][channels] interleaved */
@@ -42,6 +43,25 @@ static dx_status enc_format(dx_audio_encoding enc, int *fmt) {
   return DX_ERR_INVALID;
 }
 
+/* libsndfile's LAME encoder takes a bit rate as a compression level in
+ * [0, 1], spread linearly over the MPEG version's range of rates, which the
+ * sample rate decides: MPEG-1 (32 to 48 kHz) 320..32 kbps, MPEG-2 (16 to 24
+ * kHz) 160..8, MPEG-2.5 (below) 64..8. A rate outside the range is brought
+ * to its nearest end. */
+static dx_status set_mp3_rate(dx_audio_writer *w, dx_errbuf *err) {
+  double hi = w->si.samplerate >= 32000 ? 320 : w->si.samplerate >= 16000 ? 160 : 64;
+  double lo = w->si.samplerate >= 32000 ? 32 : 8;
+  double kbps = w->mp3_kbps < lo ? lo : w->mp3_kbps > hi ? hi : w->mp3_kbps;
+  int mode = SF_BITRATE_MODE_CONSTANT;
+  /* libsndfile truncates the rate it computes: a quarter kbps up keeps
+   * kbps itself. The level first: the mode change re-reads it. */
+  double level = kbps >= hi ? 0.0 : (hi - kbps - 0.25) / (hi - lo);
+  if (!sf_command(w->sf, SFC_SET_COMPRESSION_LEVEL, &level, sizeof level) ||
+      !sf_command(w->sf, SFC_SET_BITRATE_MODE, &mode, sizeof mode))
+    return dx_fail(err, DX_ERR_IO, "cannot set the MP3 bit rate of %s: %s", w->path, sf_strerror(w->sf));
+  return DX_OK;
+}
+
 static dx_status writer_open_sf(dx_audio_writer *w, dx_errbuf *err) {
   w->sf = sf_open(w->tmp, SFM_WRITE, &w->si);
   if (!w->sf) return dx_fail(err, DX_ERR_IO, "cannot write %s: %s", w->path, sf_strerror(NULL));
@@ -49,7 +69,23 @@ static dx_status writer_open_sf(dx_audio_writer *w, dx_errbuf *err) {
   /* no PEAK chunk in float WAVs: it carries the time of writing, so the same
    * stems would never give the same bytes (checksums, caches, ETags) */
   sf_command(w->sf, SFC_SET_ADD_PEAK_CHUNK, NULL, SF_FALSE);
+  if ((w->si.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG) {
+    dx_status s = set_mp3_rate(w, err);
+    if (s != DX_OK) {
+      sf_close(w->sf);
+      w->sf = NULL;
+      unlink(w->tmp);
+      return s;
+    }
+  }
   return DX_OK;
+}
+
+dx_status dx_audio_writer_set_mp3_kbps(dx_audio_writer *w, int kbps, dx_errbuf *err) {
+  if (kbps < 8 || kbps > 320) return dx_fail(err, DX_ERR_INVALID, "MP3 bit rate %d kbps is not in 8..320", kbps);
+  if (w->frames) return dx_fail(err, DX_ERR_INVALID, "the MP3 bit rate is set before the first samples");
+  w->mp3_kbps = kbps;
+  return w->sf && (w->si.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG ? set_mp3_rate(w, err) : DX_OK;
 }
 
 dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, dx_audio_encoding enc, int flags,
@@ -71,6 +107,7 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   w->si.samplerate = samplerate;
   w->si.format = fmt;
   w->fd = -1;
+  w->mp3_kbps = DX_MP3_KBPS_DEFAULT;
   w->rescale = (flags & DX_WRITER_RESCALE) != 0;
   dx_status s;
   if (w->rescale) {

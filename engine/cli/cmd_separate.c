@@ -34,6 +34,7 @@ static void usage(FILE *f) {
           "                       offsets equal Python's random.seed(N); random.randint(0, 22050)\n"
           "      --int24 | --float32   24-bit or float WAV (default 16-bit PCM)\n"
           "      --flac | --mp3   FLAC or MP3 instead of WAV\n"
+          "      --mp3-bitrate K  MP3 bit rate in kbps, constant (default 320)\n"
           "  -d, --device cpu|cuda|auto  compute device (default: configuration, else auto)\n"
           "  -j, --jobs N         chunks run at once (default 1)\n"
           "      --overwrite      separate tracks whose stems already exist\n");
@@ -41,7 +42,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *name, *repo, *out, *two, *device;
-  int shifts, jobs, int24, float32, flac, mp3, overwrite, other_add;
+  int shifts, jobs, int24, float32, flac, mp3, mp3_kbps, overwrite, other_add;
   double overlap, segment;
   unsigned long long seed;
 } opts;
@@ -103,6 +104,7 @@ static int parse_args(int argc, char **argv, opts *o, char ***tracks, int *n_tra
     } else if (!strcmp(key, "--shifts") && !parse_num(val, 0, 100, &d) && d == (int)d) o->shifts = (int)d;
     else if ((!strcmp(key, "-j") || !strcmp(key, "--jobs")) && !parse_num(val, 0, 64, &d) && d == (int)d)
       o->jobs = d < 1 ? 1 : (int)d;
+    else if (!strcmp(key, "--mp3-bitrate") && !parse_num(val, 8, 320, &d) && d == (int)d) o->mp3_kbps = (int)d;
     else if (!strcmp(key, "--overlap") && !parse_num(val, 0, 0.99, &d)) o->overlap = d;
     else if (!strcmp(key, "--segment") && !parse_num(val, 0.1, 3600, &d)) o->segment = d;
     else if (!strcmp(key, "--seed") && !parse_num(val, 0, 1.8e19, &d)) o->seed = strtoull(val, NULL, 10);
@@ -113,6 +115,10 @@ static int parse_args(int argc, char **argv, opts *o, char ***tracks, int *n_tra
   }
   if (o->int24 + o->float32 > 1 || o->flac + o->mp3 > 1) {
     dx_cli_error("--int24/--float32 and --flac/--mp3 each exclude each other");
+    return 2;
+  }
+  if (o->mp3_kbps && !o->mp3) {
+    dx_cli_error("--mp3-bitrate is for --mp3");
     return 2;
   }
   if (o->device && strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strcmp(o->device, "auto")) {
@@ -200,7 +206,7 @@ static int clashing_out_dirs(const dx_cli_inputs *in, char **dirs) {
 }
 
 int dx_cmd_separate(int argc, char **argv) {
-  opts o = {"htdemucs", NULL, "separated", NULL, NULL, 1, 1, 0, 0, 0, 0, 0, 0, 0.25, 0, 0};
+  opts o = {.name = "htdemucs", .out = "separated", .shifts = 1, .jobs = 1, .overlap = 0.25};
   char **raw = NULL;
   int n_raw = 0, rc = parse_args(argc, argv, &o, &raw, &n_raw);
   if (rc == 1) {
@@ -256,6 +262,7 @@ int dx_cmd_separate(int argc, char **argv) {
   p.jobs = o.jobs;
   p.two_stems = o.two;
   p.other_add = o.other_add;
+  p.mp3_kbps = o.mp3_kbps;
   bar b = {isatty(2), NULL, 0, -1};
   p.progress = on_progress;
   p.progress_user = &b;

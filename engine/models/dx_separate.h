@@ -53,6 +53,7 @@ typedef struct {
   int jobs;              /* parallel chunks; needs that many backends (default 1) */
   const char *two_stems; /* NULL: every source; else STEM and no_STEM */
   int other_add;         /* no_STEM = sum of the other sources (official --other-method add) instead of mix - STEM */
+  int mp3_kbps;          /* MP3 stems' bit rate (0: DX_MP3_KBPS_DEFAULT) */
   int (*progress)(void *user, size_t done, size_t total); /* nonzero cancels */
   void *progress_user;
 } dx_separate_params;

@@ -406,6 +406,7 @@ dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backen
   for (int k = 0; k < fs.n_out && st == DX_OK; k++) {
     snprintf(path[k], sizeof path[k], "%s/%s.%s", dir, info->names[k], dx_audio_encoding_ext(enc));
     st = dx_audio_writer_open(path[k], s->channels, s->samplerate, enc, DX_WRITER_RESCALE, &fs.w[k], err);
+    if (st == DX_OK && p->mp3_kbps) st = dx_audio_writer_set_mp3_kbps(fs.w[k], p->mp3_kbps, err);
   }
   dx_apply_io io = {L, sink_read, &fs, sink_write, &fs};
   if (st == DX_OK) {

@@ -5,8 +5,8 @@
  * finished track and --overwrite redoes it; --two-stems; hpss stems written
  * as float WAV add back to the mix; a directory argument, whose nested
  * folders are kept below OUT/MODEL and whose output folder inside it is
- * left out; two tracks that would share a stem folder refused; usage
- * errors. */
+ * left out; two tracks that would share a stem folder refused; MP3 stems at
+ * a constant 320 kbps or --mp3-bitrate's; usage errors. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -170,6 +170,42 @@ DX_TEST(two_stems_and_hpss) {
   free(mix);
 }
 
+static long long file_size(const char *rel) {
+  char path[512];
+  struct stat sb;
+  snprintf(path, sizeof path, "%s/%s", tmp, rel);
+  return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* --mp3 writes constant bit rate MP3: 320 kbps as the official tool does
+ * by default, or --mp3-bitrate's */
+DX_TEST(mp3_bit_rate) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  size_t frames = 0;
+  float *mix = load_stem("mix.wav", &frames);
+  CHECK(mix != NULL);
+  free(mix);
+  double seconds = (double)frames / 44100;
+  const char *runs[2] = {"separate -n hpss --mp3 -o MP3A mix.wav", "separate -n hpss --mp3 --mp3-bitrate 96 -o MP3B mix.wav"};
+  const char *files[2] = {"MP3A/hpss/mix/harmonic.mp3", "MP3B/hpss/mix/percussive.mp3"};
+  const double kbps[2] = {320, 96};
+  for (int i = 0; i < 2; i++) {
+    CHECK(run(runs[i]) == 0);
+    long long n = file_size(files[i]);
+    double got = n * 8.0 / seconds / 1000.0;
+    /* LAME's last frames and padding add a little */
+    CHECK_MSG(got > 0.98 * kbps[i] && got < 1.06 * kbps[i], "%s: %.1f kbps, want %.0f", files[i], got, kbps[i]);
+    size_t mf = 0;
+    float *m = load_stem(files[i], &mf);
+    CHECK(m && mf >= frames && mf < frames + 44100 / 10);
+    free(m);
+  }
+  CHECK(run("separate -n hpss --mp3-bitrate 96 -o MP3C mix.wav") == 2); /* without --mp3 */
+  CHECK(run("separate -n hpss --mp3 --mp3-bitrate 500 -o MP3C mix.wav") == 2);
+  CHECK(mtime_ns("MP3C") < 0);
+}
+
 DX_TEST(usage_errors) {
   CHECK(setup());
   if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
@@ -186,4 +222,5 @@ DX_TEST(zz_cleanup) {
   if (tmp[0]) dx_rmtree(tmp);
 }
 
-DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(usage_errors), DX_T(zz_cleanup))
+DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(mp3_bit_rate), DX_T(usage_errors),
+             DX_T(zz_cleanup))
