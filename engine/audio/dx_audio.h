@@ -110,6 +110,11 @@ dx_status dx_audio_write(const char *path, const float *planar, int channels, si
  * in the encoding. One thread at a time per writer. */
 typedef struct dx_audio_writer dx_audio_writer;
 #define DX_WRITER_RESCALE 1
+/* The official save_audio's other clip modes, applied as samples arrive:
+ * CLAMP to [-0.99, 0.99], TANH; with no clip flag, samples are written as
+ * they are (integer encodings clip at full scale, float keeps them). */
+#define DX_WRITER_CLAMP 2
+#define DX_WRITER_TANH 4
 
 /* DX_ERR_INVALID for a bad encoding, channel count or rate, DX_ERR_IO when
  * the file cannot be created; on success *out owns the open file. */

@@ -24,7 +24,7 @@ struct dx_audio_writer {
   char path[4096], tmp[4200];
   SF_INFO si;
   SNDFILE *sf; /* open on tmp (straight away, or at close with RESCALE) */
-  int rescale, fd;
+  int rescale, clamp, tanh, fd;
   int mp3_kbps; /* MP3: constant bit rate */
   float peak;
   size_t frames;
@@ -109,6 +109,13 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   w->fd = -1;
   w->mp3_kbps = DX_MP3_KBPS_DEFAULT;
   w->rescale = (flags & DX_WRITER_RESCALE) != 0;
+  w->clamp = (flags & DX_WRITER_CLAMP) != 0;
+  w->tanh = (flags & DX_WRITER_TANH) != 0;
+  if (w->rescale + w->clamp + w->tanh > 1) {
+    free(w->block);
+    free(w);
+    return dx_fail(err, DX_ERR_INVALID, "one clip mode at a time");
+  }
   dx_status s;
   if (w->rescale) {
     char dir[4096];
@@ -137,6 +144,10 @@ dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t 
     size_t k = n - done < DX_AUDIO_BLOCK ? n - done : DX_AUDIO_BLOCK;
     for (size_t i = 0; i < k; i++)
       for (size_t c = 0; c < ch; c++) w->block[i * ch + c] = planar[c * stride + done + i];
+    if (w->clamp)
+      for (size_t i = 0; i < k * ch; i++) w->block[i] = fminf(fmaxf(w->block[i], -0.99f), 0.99f);
+    else if (w->tanh)
+      for (size_t i = 0; i < k * ch; i++) w->block[i] = tanhf(w->block[i]);
     if (w->rescale) {
       for (size_t i = 0; i < k * ch; i++) w->peak = fmaxf(w->peak, fabsf(w->block[i]));
       if (dx_write_all(w->fd, w->block, k * ch * sizeof *w->block))

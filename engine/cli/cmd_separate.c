@@ -35,6 +35,8 @@ static void usage(FILE *f) {
           "      --int24 | --float32   24-bit or float WAV (default 16-bit PCM)\n"
           "      --flac | --mp3   FLAC or MP3 instead of WAV\n"
           "      --mp3-bitrate K  MP3 bit rate in kbps, constant (default 320)\n"
+          "      --clip-mode rescale|clamp|tanh|none  how stems avoid clipping (default rescale: a stem\n"
+          "                       peaking over 1/1.01 is scaled down whole; clamp: to +-0.99)\n"
           "  -d, --device cpu|cuda|auto  compute device (default: configuration, else auto)\n"
           "  -j, --jobs N         chunks run at once (default 1)\n"
           "      --overwrite      separate tracks whose stems already exist\n");
@@ -42,7 +44,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *name, *repo, *out, *two, *device;
-  int shifts, jobs, int24, float32, flac, mp3, mp3_kbps, overwrite, other_add;
+  int shifts, jobs, int24, float32, flac, mp3, mp3_kbps, overwrite, other_add, clip;
   double overlap, segment;
   unsigned long long seed;
 } opts;
@@ -101,6 +103,15 @@ static int parse_args(int argc, char **argv, opts *o, char ***tracks, int *n_tra
         return 2;
       }
       o->other_add = !strcmp(val, "add");
+    } else if (!strcmp(key, "--clip-mode")) {
+      static const char *const modes[] = {"rescale", "clamp", "tanh", "none"}; /* dx_clip_mode's order */
+      o->clip = -1;
+      for (int m = 0; m < 4; m++)
+        if (!strcmp(val, modes[m])) o->clip = m;
+      if (o->clip < 0) {
+        dx_cli_error("--clip-mode is rescale, clamp, tanh or none");
+        return 2;
+      }
     } else if (!strcmp(key, "--shifts") && !parse_num(val, 0, 100, &d) && d == (int)d) o->shifts = (int)d;
     else if ((!strcmp(key, "-j") || !strcmp(key, "--jobs")) && !parse_num(val, 0, 64, &d) && d == (int)d)
       o->jobs = d < 1 ? 1 : (int)d;
@@ -263,6 +274,7 @@ int dx_cmd_separate(int argc, char **argv) {
   p.two_stems = o.two;
   p.other_add = o.other_add;
   p.mp3_kbps = o.mp3_kbps;
+  p.clip = (dx_clip_mode)o.clip;
   bar b = {isatty(2), NULL, 0, -1};
   p.progress = on_progress;
   p.progress_user = &b;

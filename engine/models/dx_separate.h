@@ -45,6 +45,9 @@ int dx_separator_channels(const dx_separator *s);
 /* Longest segment the user may ask for (seconds; 0 when any). */
 double dx_separator_max_segment(const dx_separator *s);
 
+/* The official save_audio's clip modes (dx_audio.h's DX_WRITER_*). */
+typedef enum { DX_CLIP_RESCALE = 0, DX_CLIP_CLAMP, DX_CLIP_TANH, DX_CLIP_NONE } dx_clip_mode;
+
 typedef struct {
   int shifts;            /* default 1 */
   double overlap;        /* default 0.25 */
@@ -54,6 +57,7 @@ typedef struct {
   const char *two_stems; /* NULL: every source; else STEM and no_STEM */
   int other_add;         /* no_STEM = sum of the other sources (official --other-method add) instead of mix - STEM */
   int mp3_kbps;          /* MP3 stems' bit rate (0: DX_MP3_KBPS_DEFAULT) */
+  dx_clip_mode clip;     /* how stem files avoid clipping (default rescale) */
   int (*progress)(void *user, size_t done, size_t total); /* nonzero cancels */
   void *progress_user;
 } dx_separate_params;
@@ -90,7 +94,8 @@ dx_status dx_separator_run(const dx_separator *s, dx_backend *const *backends, c
  * paths, DX_STEMS_MAX of them, each 1024 bytes. */
 dx_status dx_stems_write(dx_stems *st, const char *dir, dx_audio_encoding enc, char (*paths)[1024], dx_errbuf *err);
 
-/* Separate the audio file in_path into dir/<stem>.<ext> (dir is created),
+/* Separate the audio file in_path into dir/<stem>.<ext> (dir is created,
+ * p->clip applied: rescale by default),
  * streaming: the file is read in blocks (through a float32 scratch file in
  * dir, deleted at once, when it must be resampled or cannot seek), and the
  * stems are written as they are finished, so memory stays bounded (a few

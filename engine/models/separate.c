@@ -405,7 +405,9 @@ dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backen
   char path[DX_STEMS_MAX][1024];
   for (int k = 0; k < fs.n_out && st == DX_OK; k++) {
     snprintf(path[k], sizeof path[k], "%s/%s.%s", dir, info->names[k], dx_audio_encoding_ext(enc));
-    st = dx_audio_writer_open(path[k], s->channels, s->samplerate, enc, DX_WRITER_RESCALE, &fs.w[k], err);
+    static const int clip_flag[] = {DX_WRITER_RESCALE, DX_WRITER_CLAMP, DX_WRITER_TANH, 0};
+    int flags = (unsigned)p->clip < sizeof clip_flag / sizeof clip_flag[0] ? clip_flag[p->clip] : DX_WRITER_RESCALE;
+    st = dx_audio_writer_open(path[k], s->channels, s->samplerate, enc, flags, &fs.w[k], err);
     if (st == DX_OK && p->mp3_kbps) st = dx_audio_writer_set_mp3_kbps(fs.w[k], p->mp3_kbps, err);
   }
   dx_apply_io io = {L, sink_read, &fs, sink_write, &fs};

@@ -6,7 +6,7 @@
  * as float WAV add back to the mix; a directory argument, whose nested
  * folders are kept below OUT/MODEL and whose output folder inside it is
  * left out; two tracks that would share a stem folder refused; MP3 stems at
- * a constant 320 kbps or --mp3-bitrate's; usage errors. */
+ * a constant 320 kbps or --mp3-bitrate's; --clip-mode; usage errors. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -206,6 +206,56 @@ DX_TEST(mp3_bit_rate) {
   CHECK(mtime_ns("MP3C") < 0);
 }
 
+/* --clip-mode on a mix four times too loud, float stems: none keeps the
+ * peaks over 1, rescale scales the whole stem to peak 1/1.01, clamp cuts
+ * at 0.99 and leaves the rest, tanh is tanh of none (official save_audio) */
+DX_TEST(clip_modes) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  size_t n = 0;
+  float *mix = load_stem("mix.wav", &n);
+  CHECK(mix != NULL);
+  if (!mix) return;
+  float *planar = malloc(2 * n * sizeof *planar);
+  for (size_t i = 0; i < n; i++)
+    for (int c = 0; c < 2; c++) planar[(size_t)c * n + i] = 4.0f * mix[2 * i + (size_t)c];
+  char path[256];
+  snprintf(path, sizeof path, "%s/hot.wav", tmp);
+  CHECK(dx_audio_write(path, planar, 2, n, 44100, DX_ENC_WAV_FLOAT, NULL) == DX_OK);
+  free(planar);
+  free(mix);
+  const char *modes[4] = {"none", "rescale", "clamp", "tanh"};
+  float *h[4] = {0};
+  size_t hn[4] = {0};
+  for (int m = 0; m < 4; m++) {
+    char args[256], rel[128];
+    snprintf(args, sizeof args, "separate -n hpss --float32 --clip-mode %s -o CLIP_%s hot.wav", modes[m], modes[m]);
+    CHECK(run(args) == 0);
+    snprintf(rel, sizeof rel, "CLIP_%s/hpss/hot/harmonic.wav", modes[m]);
+    h[m] = load_stem(rel, &hn[m]);
+    CHECK(h[m] && hn[m] == n);
+  }
+  if (h[0] && h[1] && h[2] && h[3] && hn[0] == n && hn[1] == n && hn[2] == n && hn[3] == n) {
+    float peak = 0;
+    for (size_t i = 0; i < 2 * n; i++) peak = fmaxf(peak, fabsf(h[0][i]));
+    CHECK_MSG(peak > 1.0f, "the test mix should drive the stem over full scale (peak %g)", peak);
+    double g = 1.0 / (1.01 * peak), worst[3] = {0, 0, 0};
+    int clamped = 0;
+    for (size_t i = 0; i < 2 * n; i++) {
+      worst[0] = fmax(worst[0], fabs(h[1][i] - h[0][i] * g));
+      double c = fmin(fmax(h[0][i], -0.99), 0.99);
+      clamped += fabsf(h[0][i]) > 0.99f;
+      worst[1] = fmax(worst[1], fabs(h[2][i] - c));
+      worst[2] = fmax(worst[2], fabs(h[3][i] - tanh(h[0][i])));
+    }
+    CHECK(clamped > 0);
+    CHECK_MSG(worst[0] < 1e-6 && worst[1] < 1e-6 && worst[2] < 1e-6, "rescale %.3g clamp %.3g tanh %.3g", worst[0],
+              worst[1], worst[2]);
+  }
+  for (int m = 0; m < 4; m++) free(h[m]);
+  CHECK(run("separate -n hpss --clip-mode soft -o CLIP_bad hot.wav") == 2);
+}
+
 DX_TEST(usage_errors) {
   CHECK(setup());
   if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
@@ -222,5 +272,5 @@ DX_TEST(zz_cleanup) {
   if (tmp[0]) dx_rmtree(tmp);
 }
 
-DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(mp3_bit_rate), DX_T(usage_errors),
+DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(mp3_bit_rate), DX_T(clip_modes), DX_T(usage_errors),
              DX_T(zz_cleanup))
