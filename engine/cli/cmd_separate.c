@@ -1,9 +1,10 @@
 /* cmd_separate.c: `demix separate`: split tracks into stems with a named
  * model, with the official demucs command line's flags where they make sense.
  * Writes OUT/MODEL/TRACK/STEM.EXT (OUT/MODEL/SUB/TRACK/STEM.EXT for a track
- * found in folder SUB of a folder argument); a track whose stems all exist
- * is skipped unless --overwrite, and two tracks that would share a stem
- * folder stop the run before it starts. Progress bar on stderr when it is
+ * found in folder SUB of a folder argument; --filename changes the part
+ * after SUB, as the official flag does); a track whose stems all exist is
+ * skipped unless --overwrite, and two tracks that would write one stem file
+ * stop the run before it starts. Progress bar on stderr when it is
  * a terminal. Tracks are streamed (dx_separator_run_file): memory does not grow with length.
  * Single-threaded apart from the -j chunk workers inside dx_separator_run_file. */
 #include <errno.h>
@@ -25,6 +26,8 @@ static void usage(FILE *f) {
           "      --repo DIR       folder of checkpoints instead of the model folder; a .th there is a model by its stem\n"
           "  -o, --out DIR        output folder (default separated); stems go to OUT/MODEL/TRACK/STEM.wav,\n"
           "                       OUT/MODEL/SUB/TRACK/STEM.wav for a track in folder SUB of a DIR argument\n"
+          "      --filename PATTERN  stem file below OUT/MODEL (and SUB) from {track}, {trackext}, {stem}\n"
+          "                       and {ext} (default {track}/{stem}.{ext}; {stem} is required)\n"
           "      --two-stems STEM only STEM and no_STEM (= the mix minus STEM)\n"
           "      --other-method minus|add  how no_STEM is made (default minus; add sums the other stems)\n"
           "      --shifts N       random shifts averaged (default 1; 0 = none)\n"
@@ -43,7 +46,7 @@ static void usage(FILE *f) {
 }
 
 typedef struct {
-  const char *name, *repo, *out, *two, *device;
+  const char *name, *repo, *out, *two, *device, *filename;
   int shifts, jobs, int24, float32, flac, mp3, mp3_kbps, overwrite, other_add, clip;
   double overlap, segment;
   unsigned long long seed;
@@ -96,6 +99,7 @@ static int parse_args(int argc, char **argv, opts *o, char ***tracks, int *n_tra
     else if (!strcmp(key, "--repo")) o->repo = val;
     else if (!strcmp(key, "-o") || !strcmp(key, "--out")) o->out = val;
     else if (!strcmp(key, "--two-stems")) o->two = val;
+    else if (!strcmp(key, "--filename")) o->filename = val;
     else if (!strcmp(key, "-d") || !strcmp(key, "--device")) o->device = val;
     else if (!strcmp(key, "--other-method")) {
       if (strcmp(val, "add") && strcmp(val, "minus")) {
@@ -165,61 +169,175 @@ static const char *base_name(const char *p) {
   return s ? s + 1 : p;
 }
 
-/* Each input's stem folder: OUT/MODEL/REL/TRACK, TRACK its file name
- * without the extension, REL the folders below the folder argument it came
- * from, so a library's layout is kept. NULL when out of memory (said). */
-static char **out_dirs(const dx_cli_inputs *in, const char *out, const char *model) {
-  char **dirs = calloc(in->n ? in->n : 1, sizeof *dirs);
-  for (size_t t = 0; dirs && t < in->n; t++) {
-    const char *name = base_name(in->v[t].path), *dot = strrchr(name, '.');
-    int len = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
-    const char *rel = in->v[t].rel;
-    size_t n = strlen(out) + strlen(model) + strlen(rel) + (size_t)len + 4;
-    if (!(dirs[t] = malloc(n))) {
-      while (t) free(dirs[--t]);
-      free(dirs);
-      dirs = NULL;
-      break;
+#define DEFAULT_FILENAME "{track}/{stem}.{ext}"
+
+/* PATTERN with {track}, {trackext}, {stem} and {ext} replaced (and {{ }}
+ * as single braces, as Python's str.format, which the official flag uses)
+ * into out (size n). -1 for an unknown or unclosed field or a result too
+ * long. */
+static int expand(const char *pattern, const char *track, const char *trackext, const char *stem,
+                  const char *ext, char *out, size_t n) {
+  size_t k = 0;
+  for (const char *p = pattern; *p;) {
+    const char *add = NULL;
+    size_t len = 1;
+    if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+      add = p;
+      p += 2;
+    } else if (p[0] == '{') {
+      const char *e = strchr(p, '}');
+      if (!e) return -1;
+      size_t fl = (size_t)(e - p - 1);
+      static const char *const names[4] = {"track", "trackext", "stem", "ext"};
+      const char *vals[4] = {track, trackext, stem, ext};
+      for (int f = 0; f < 4 && !add; f++)
+        if (strlen(names[f]) == fl && !strncmp(p + 1, names[f], fl)) add = vals[f];
+      if (!add) return -1;
+      len = strlen(add);
+      p = e + 1;
+    } else if (p[0] == '}') {
+      return -1;
+    } else {
+      add = p++;
     }
-    snprintf(dirs[t], n, "%s/%s/%s%s%.*s", out, model, rel, *rel ? "/" : "", len, name);
+    if (k + len >= n) return -1;
+    memcpy(out + k, add, len);
+    k += len;
   }
-  if (!dirs) dx_cli_error("out of memory");
-  return dirs;
+  out[k] = 0;
+  return 0;
 }
 
-static int cmp_dir(const void *a, const void *b, void *dirs) {
-  return strcmp(((char **)dirs)[*(const size_t *)a], ((char **)dirs)[*(const size_t *)b]);
+/* A --filename pattern that names one file per stem below OUT/MODEL: its
+ * fields known, {stem} in it, not absolute, no "." or ".." folder in it.
+ * 0, or 2 (said). */
+static int check_filename(const char *pattern) {
+  char a[1024], b[1024];
+  if (expand(pattern, "t", "wav", "s1", "wav", a, sizeof a) || expand(pattern, "t", "wav", "s2", "wav", b, sizeof b)) {
+    dx_cli_error("--filename %s: the fields are {track}, {trackext}, {stem} and {ext}", pattern);
+    return 2;
+  }
+  if (!strcmp(a, b)) {
+    dx_cli_error("--filename %s: without {stem}, every stem would go to the same file", pattern);
+    return 2;
+  }
+  if (a[0] == '/' || a[strlen(a) - 1] == '/') {
+    dx_cli_error("--filename %s: a file name below OUT/MODEL, not a folder or an absolute path", pattern);
+    return 2;
+  }
+  for (const char *seg = a; seg && *seg; seg = strchr(seg, '/') ? strchr(seg, '/') + 1 : NULL) {
+    size_t l = strcspn(seg, "/");
+    if (l == 0 || (l == 1 && seg[0] == '.') || (l == 2 && seg[0] == '.' && seg[1] == '.')) {
+      dx_cli_error("--filename %s: no empty, \".\" or \"..\" folder names", pattern);
+      return 2;
+    }
+  }
+  return 0;
 }
 
-/* Two inputs whose stems would land in one folder (mix.wav and mix.flac,
- * or the same name given twice) would overwrite each other, or the second
- * would be skipped as done: refuse the run before any work. 2 (said), or
- * 0. */
-static int clashing_out_dirs(const dx_cli_inputs *in, char **dirs) {
-  size_t *ix = malloc((in->n ? in->n : 1) * sizeof *ix);
+/* Each input's stem files, paths[t * n_names + k] for stem names[k]:
+ * OUT/MODEL/REL/PATTERN, REL the folders below the folder argument the
+ * track came from (a library's layout is kept), PATTERN expanded with the
+ * track's file name. NULL when out of memory or a path is too long (said). */
+static char **stem_paths(const dx_cli_inputs *in, const opts *o, char (*names)[40], int n_names, const char *ext) {
+  size_t total = in->n * (size_t)n_names;
+  char **paths = calloc(total ? total : 1, sizeof *paths);
+  for (size_t t = 0; paths && t < in->n; t++) {
+    const char *name = base_name(in->v[t].path), *dot = strrchr(name, '.');
+    char track[1024], sub[1024];
+    int len = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+    snprintf(track, sizeof track, "%.*s", len, name);
+    const char *trackext = dot && dot != name ? dot + 1 : "";
+    for (int k = 0; k < n_names; k++) {
+      size_t n = strlen(o->out) + strlen(o->name) + strlen(in->v[t].rel) + 1100;
+      char *p = malloc(n);
+      int bad = !p || expand(o->filename, track, trackext, names[k], ext, sub, sizeof sub);
+      if (!bad) snprintf(p, n, "%s/%s/%s%s%s", o->out, o->name, in->v[t].rel, *in->v[t].rel ? "/" : "", sub);
+      paths[t * (size_t)n_names + (size_t)k] = p;
+      if (bad) {
+        dx_cli_error(p ? "%s: a stem path too long" : "out of memory", in->v[t].path);
+        for (size_t i = 0; i < total; i++) free(paths[i]);
+        free(paths);
+        return NULL;
+      }
+    }
+  }
+  if (!paths) dx_cli_error("out of memory");
+  return paths;
+}
+
+static int cmp_path(const void *a, const void *b, void *paths) {
+  return strcmp(((char **)paths)[*(const size_t *)a], ((char **)paths)[*(const size_t *)b]);
+}
+
+/* Two inputs that would write the same stem file (mix.wav and mix.flac,
+ * the same name given twice, a --filename without {track}) would overwrite
+ * each other, or the second would be skipped as done: refuse the run before
+ * any work. 2 (said), or 0. */
+static int clashing_paths(const dx_cli_inputs *in, char **paths, int n_names) {
+  size_t total = in->n * (size_t)n_names;
+  size_t *ix = malloc((total ? total : 1) * sizeof *ix);
   if (!ix) {
     dx_cli_error("out of memory");
     return 1;
   }
-  for (size_t i = 0; i < in->n; i++) ix[i] = i;
-  qsort_r(ix, in->n, sizeof *ix, cmp_dir, dirs);
+  for (size_t i = 0; i < total; i++) ix[i] = i;
+  qsort_r(ix, total, sizeof *ix, cmp_path, paths);
   int rc = 0;
-  for (size_t i = 1; i < in->n && !rc; i++)
-    if (!strcmp(dirs[ix[i - 1]], dirs[ix[i]])) {
+  for (size_t i = 1; i < total && !rc; i++)
+    if (!strcmp(paths[ix[i - 1]], paths[ix[i]])) {
       size_t a = ix[i - 1] < ix[i] ? ix[i - 1] : ix[i], b = ix[i - 1] < ix[i] ? ix[i] : ix[i - 1];
       dx_cli_error("%s and %s would both be separated into %s: rename one, or separate them in two runs"
                    " with different --out folders",
-                   in->v[a].path, in->v[b].path, dirs[a]);
+                   in->v[a / (size_t)n_names].path, in->v[b / (size_t)n_names].path, paths[a]);
       rc = 2;
     }
   free(ix);
   return rc;
 }
 
+/* The folder of path (a copy), NULL when out of memory. */
+static char *parent_of(const char *path) {
+  const char *sl = strrchr(path, '/');
+  return sl ? strndup(path, (size_t)(sl - path)) : strdup(".");
+}
+
+/* Where a track's stems are written: with the default pattern their own
+ * folder, else a hidden staging folder in OUT/MODEL that they leave for
+ * their places once all are done (rename: the stems appear whole, and a
+ * failed track leaves nothing). */
+static char *work_dir(const opts *o, char **paths, size_t t) {
+  if (!strcmp(o->filename, DEFAULT_FILENAME)) return parent_of(paths[0]);
+  size_t n = strlen(o->out) + strlen(o->name) + 64;
+  char *d = malloc(n);
+  if (d) snprintf(d, n, "%s/%s/.demix-stage-%d-%zu", o->out, o->name, (int)getpid(), t);
+  return d;
+}
+
+/* Move a staged track's stems to their places; the staging folder goes. */
+static dx_status place_stems(const char *stage, char **paths, char (*names)[40], int n_names, const char *ext,
+                             dx_errbuf *err) {
+  dx_status st = DX_OK;
+  for (int k = 0; k < n_names; k++) {
+    char from[1200];
+    snprintf(from, sizeof from, "%s/%s.%s", stage, names[k], ext);
+    char *dir = parent_of(paths[k]);
+    if (st == DX_OK && (!dir || dx_mkdirs(dir) != DX_OK))
+      st = dx_fail(err, DX_ERR_IO, "cannot create %s", dir ? dir : "a folder");
+    if (st == DX_OK && rename(from, paths[k]))
+      st = dx_fail(err, DX_ERR_IO, "cannot move a stem to %s: %s", paths[k], strerror(errno));
+    if (st != DX_OK) unlink(from);
+    free(dir);
+  }
+  rmdir(stage);
+  return st;
+}
+
 int dx_cmd_separate(int argc, char **argv) {
-  opts o = {.name = "htdemucs", .out = "separated", .shifts = 1, .jobs = 1, .overlap = 0.25};
+  opts o = {.name = "htdemucs", .out = "separated", .filename = DEFAULT_FILENAME, .shifts = 1, .jobs = 1, .overlap = 0.25};
   char **raw = NULL;
   int n_raw = 0, rc = parse_args(argc, argv, &o, &raw, &n_raw);
+  if (!rc && check_filename(o.filename)) rc = 2;
   if (rc == 1) {
     usage(stdout);
     free(raw);
@@ -292,7 +410,7 @@ int dx_cmd_separate(int argc, char **argv) {
   }
 
   dx_cli_inputs in = {0};
-  char **dirs = NULL;
+  char **paths = NULL;
   int failures = 0;
   /* stems from earlier runs are not tracks: a walk over a folder that
    * holds OUT (or, for -o ., OUT/MODEL) leaves them out */
@@ -301,24 +419,22 @@ int dx_cmd_separate(int argc, char **argv) {
   dx_cli_inputs_skip(&in, o.out);
   dx_cli_inputs_skip(&in, model_out);
   for (int i = 0; i < n_raw && !rc; i++) rc = dx_cli_inputs_add(&in, raw[i]);
-  if (!rc && !(dirs = out_dirs(&in, o.out, o.name))) rc = 1;
+  const char *ext = dx_audio_encoding_ext(enc);
+  if (!rc && !(paths = stem_paths(&in, &o, names, n_names, ext))) rc = 1;
   if (rc) failures = 1;
   else if (in.unreadable) failures++;
   if (!rc && !in.n) {
     dx_cli_error("no audio files found in the folders given");
     rc = 2;
   }
-  if (!rc) rc = clashing_out_dirs(&in, dirs);
+  if (!rc) rc = clashing_paths(&in, paths, n_names);
   if (!rc) fprintf(stderr, "Separated tracks will be stored in %s/%s\n", o.out, o.name);
   for (size_t t = 0; !rc && t < in.n; t++) {
-    const char *track = in.v[t].path, *dir = dirs[t];
+    const char *track = in.v[t].path;
+    char **tp = paths + t * (size_t)n_names;
     if (!o.overwrite) {
       int all = 1;
-      for (int k = 0; k < n_names && all; k++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s.%s", dir, names[k], dx_audio_encoding_ext(enc));
-        all = access(path, F_OK) == 0;
-      }
+      for (int k = 0; k < n_names && all; k++) all = access(tp[k], F_OK) == 0;
       if (all) {
         fprintf(stderr, "Skipping %s: its stems exist (use --overwrite)\n", track);
         continue;
@@ -330,18 +446,26 @@ int dx_cmd_separate(int argc, char **argv) {
     b.last_pct = -1;
     dx_stems info = {0};
     /* streamed: the track is read and its stems written block by block */
-    st = dx_separator_run_file(sep, bes, track, 0, &p, dir, enc, &info, NULL, &err);
+    char *dir = work_dir(&o, tp, t);
+    st = dir ? dx_separator_run_file(sep, bes, track, 0, &p, dir, enc, &info, NULL, &err) : DX_ERR_NOMEM;
+    if (st == DX_OK && strcmp(o.filename, DEFAULT_FILENAME)) st = place_stems(dir, tp, names, n_names, ext, &err);
     if (b.tty) fputc('\n', stderr);
     if (st != DX_OK) {
       dx_cli_error("%s: %s", track, *err.msg ? err.msg : dx_strerror(st));
       failures++;
+      if (dir && strcmp(o.filename, DEFAULT_FILENAME)) rmdir(dir); /* the staging folder, when empty */
+      free(dir);
       continue;
     }
     fprintf(stderr, "  %.1f s of audio\n", (double)info.frames / info.samplerate);
-    fprintf(stderr, "  %d stems in %s (%.1f s)\n", n_names, dir, dx_now() - b.t0);
+    if (!strcmp(o.filename, DEFAULT_FILENAME))
+      fprintf(stderr, "  %d stems in %s (%.1f s)\n", n_names, dir, dx_now() - b.t0);
+    else
+      fprintf(stderr, "  %d stems: %s ... (%.1f s)\n", n_names, tp[0], dx_now() - b.t0);
+    free(dir);
   }
-  for (size_t i = 0; dirs && i < in.n; i++) free(dirs[i]);
-  free(dirs);
+  for (size_t i = 0; paths && i < in.n * (size_t)n_names; i++) free(paths[i]);
+  free(paths);
   dx_cli_inputs_free(&in);
   free(raw);
   for (int i = 0; i < o.jobs; i++) dx_backend_close(bes[i]);

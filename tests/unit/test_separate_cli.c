@@ -6,7 +6,9 @@
  * as float WAV add back to the mix; a directory argument, whose nested
  * folders are kept below OUT/MODEL and whose output folder inside it is
  * left out; two tracks that would share a stem folder refused; MP3 stems at
- * a constant 320 kbps or --mp3-bitrate's; --clip-mode; usage errors. */
+ * a constant 320 kbps or --mp3-bitrate's; --clip-mode; --filename; usage
+ * errors. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -256,6 +258,48 @@ DX_TEST(clip_modes) {
   CHECK(run("separate -n hpss --clip-mode soft -o CLIP_bad hot.wav") == 2);
 }
 
+static int same_bytes(const char *rel_a, const char *rel_b) {
+  char a[512], b[512];
+  snprintf(a, sizeof a, "%s/%s", tmp, rel_a);
+  snprintf(b, sizeof b, "%s/%s", tmp, rel_b);
+  size_t na = 0, nb = 0;
+  char *da = NULL, *db = NULL;
+  int same = dx_read_file(a, &da, &na) == DX_OK && dx_read_file(b, &db, &nb) == DX_OK && na == nb &&
+             !memcmp(da, db, na);
+  free(da);
+  free(db);
+  return same;
+}
+
+/* --filename as the official flag: the stems of a track go where the
+ * pattern says (byte for byte the default layout's), nothing is left in
+ * OUT/MODEL besides them, a rerun skips the track, and patterns that would
+ * put two stems in one file or leave OUT/MODEL are refused */
+DX_TEST(filename_pattern) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  CHECK(run("separate -n hpss -o FNA mix.wav") == 0);
+  CHECK(run("separate -n hpss --filename {stem}/{track}.{trackext}.{ext} -o FNB mix.wav") == 0);
+  CHECK(same_bytes("FNA/hpss/mix/harmonic.wav", "FNB/hpss/harmonic/mix.wav.wav"));
+  CHECK(same_bytes("FNA/hpss/mix/percussive.wav", "FNB/hpss/percussive/mix.wav.wav"));
+  char dir[256];
+  snprintf(dir, sizeof dir, "%s/FNB/hpss", tmp);
+  DIR *d = opendir(dir);
+  int entries = 0;
+  for (struct dirent *e; d && (e = readdir(d));) entries += e->d_name[0] != '.' || strncmp(e->d_name, ".demix", 6) == 0;
+  if (d) closedir(d);
+  CHECK_MSG(entries == 2, "%d entries in FNB/hpss (harmonic/, percussive/ and nothing staged)", entries);
+  long long t0 = mtime_ns("FNB/hpss/harmonic/mix.wav.wav");
+  CHECK(run("separate -n hpss --filename {stem}/{track}.{trackext}.{ext} -o FNB mix.wav") == 0);
+  CHECK(mtime_ns("FNB/hpss/harmonic/mix.wav.wav") == t0);
+  CHECK(run("separate -n hpss --filename {track}.{ext} -o FNC mix.wav") == 2);     /* no {stem} */
+  CHECK(run("separate -n hpss --filename {stem}/{name}.{ext} -o FNC mix.wav") == 2); /* unknown field */
+  CHECK(run("separate -n hpss --filename ../{stem}.{ext} -o FNC mix.wav") == 2);
+  CHECK(run("separate -n hpss --filename /tmp/{stem}.{ext} -o FNC mix.wav") == 2);
+  CHECK(run("separate -n hpss --filename {stem}.{ext} -o FNC mix.wav tracks/a.wav") == 2); /* two tracks, one file */
+  CHECK(mtime_ns("FNC") < 0);
+}
+
 DX_TEST(usage_errors) {
   CHECK(setup());
   if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
@@ -272,5 +316,6 @@ DX_TEST(zz_cleanup) {
   if (tmp[0]) dx_rmtree(tmp);
 }
 
-DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(mp3_bit_rate), DX_T(clip_modes), DX_T(usage_errors),
+DX_TEST_MAIN(DX_T(htdemucs_tiny_reproduces_kit), DX_T(two_stems_and_hpss), DX_T(mp3_bit_rate), DX_T(clip_modes), DX_T(filename_pattern),
+             DX_T(usage_errors),
              DX_T(zz_cleanup))
