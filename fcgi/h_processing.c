@@ -1,9 +1,10 @@
 /* h_processing.c: stem separation routes.
- *   POST /api/processing/separate {track_id, model, engine, shifts?, two_stems?}
- *        -> 202 {"data": {job_id, track_id, model, status: "queued"}}
- *   GET  /api/processing/job/:id -> {id, status, progress, model, stems, archive_url, error}
+ *   POST /api/processing/separate {track_id, model, engine, shifts?, two_stems?, format?}
+ *        -> 202 {"data": {job_id, track_id, model, format, status: "queued"}}
+ *        format: wav (default), flac or mp3
+ *   GET  /api/processing/job/:id -> {id, status, progress, model, format, stems, archive_url, error}
  *        each stem has url (/export/stem/<id>) and file_url
- *        (/files/stems/<job_id>/<stem>.wav); archive_url is
+ *        (/files/stems/<job_id>/<stem>.<format>); archive_url is
  *        /files/stems/<job_id>/stems.zip once the job completed
  *   GET  /api/processing/models  -> {"models": [{name, description, stems, stem_names, installed}]}
  * A model whose weights are missing answers 422 MODEL_NOT_INSTALLED with the
@@ -67,7 +68,7 @@ static dx_status not_installed(dx_req *r, const char *name) {
 
 dx_status dx_h_processing_separate(dx_req *r) {
   json_object *v;
-  const char *track_id = NULL, *model = "htdemucs", *engine = "local", *two = NULL;
+  const char *track_id = NULL, *model = "htdemucs", *engine = "local", *two = NULL, *format = "wav";
   int shifts = 1;
   if (json_object_object_get_ex(r->body, "track_id", &v) && json_object_is_type(v, json_type_string))
     track_id = json_object_get_string(v);
@@ -96,6 +97,13 @@ dx_status dx_h_processing_separate(dx_req *r) {
     if (!json_object_is_type(v, json_type_string)) dx_valid_add(r, "two_stems", "must be a stem name");
     else two = json_object_get_string(v);
   }
+  if (json_object_object_get_ex(r->body, "format", &v) && !json_object_is_type(v, json_type_null)) {
+    const char *f = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    if (strcmp(f, "wav") && strcmp(f, "flac") && strcmp(f, "mp3"))
+      dx_valid_add(r, "format", "must be one of wav, flac, mp3");
+    else
+      format = f;
+  }
   if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
   if (!strcmp(engine, "lalalai"))
     return dx_resp_error(r, 501, "NOT_IMPLEMENTED", "engine lalalai is not available in this installation");
@@ -123,6 +131,7 @@ dx_status dx_h_processing_separate(dx_req *r) {
   json_object_object_add(params, "engine", json_object_new_string("local"));
   json_object_object_add(params, "shifts", json_object_new_int(shifts));
   if (two) json_object_object_add(params, "two_stems", json_object_new_string(two));
+  json_object_object_add(params, "format", json_object_new_string(format));
   char *pj = dx_pool_strdup(r->pool, json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
   json_object_put(params);
   char job_id[DX_UUID_LEN];
@@ -135,6 +144,7 @@ dx_status dx_h_processing_separate(dx_req *r) {
   json_object_object_add(d, "job_id", json_object_new_string(job_id));
   json_object_object_add(d, "track_id", json_object_new_string(track_id));
   json_object_object_add(d, "model", json_object_new_string(model));
+  json_object_object_add(d, "format", json_object_new_string(format));
   json_object_object_add(d, "status", json_object_new_string("queued"));
   char loc[80];
   snprintf(loc, sizeof loc, "/api/processing/job/%s", job_id);
@@ -190,7 +200,8 @@ dx_status dx_h_processing_job(dx_req *r) {
   MYSQL_RES *res;
   dx_status st = dx_db_query(r->db, &res, &r->err,
                              "SELECT id, status, progress, JSON_UNQUOTE(JSON_EXTRACT(params, '$.model')), error, "
-                             "track_id, created_at, finished_at FROM jobs "
+                             "track_id, created_at, finished_at, "
+                             "COALESCE(JSON_UNQUOTE(JSON_EXTRACT(params, '$.format')), 'wav') FROM jobs "
                              "WHERE id = %s AND type = 'separate' AND (%d OR user_id = %s)",
                              id, r->user.admin, r->user.id);
   if (st != DX_OK) return st;
@@ -202,6 +213,7 @@ dx_status dx_h_processing_job(dx_req *r) {
   json_object_object_add(d, "status", dx_json_str(row[1]));
   json_object_object_add(d, "progress", dx_json_int(row[2]));
   json_object_object_add(d, "model", dx_json_str(row[3]));
+  json_object_object_add(d, "format", dx_json_str(row[8]));
   json_object_object_add(d, "track_id", dx_json_str(row[5]));
   json_object *stems = NULL, *archive = NULL;
   if (row[1] && !strcmp(row[1], "completed")) {

@@ -26,6 +26,8 @@ struct dx_audio_writer {
   SNDFILE *sf; /* open on tmp (straight away, or at close with RESCALE) */
   int rescale, clamp, tanh, fd;
   int mp3_kbps; /* MP3: constant bit rate */
+  int int_bits; /* 16 or 24: integer samples converted here (int_block); 0: floats to libsndfile */
+  int *int_block;
   float peak;
   size_t frames;
   float *block; /* [DX_AUDIO_BLOCK][channels] interleaved */
@@ -81,11 +83,44 @@ static dx_status writer_open_sf(dx_audio_writer *w, dx_errbuf *err) {
   return DX_OK;
 }
 
+/* Float to integer PCM as libsndfile's WAV writer does with clipping on
+ * (round to nearest, full scale 2^15 or 2^23, clipped at the ends), done
+ * here so that every container gets the same samples: libsndfile's FLAC
+ * encoder rounds its own way (one step off in most samples). Left-justified
+ * in int32, the layout sf_writef_int takes for any bit depth. */
+static void to_int(const float *x, int *out, size_t n, int bits) {
+  const float full = bits == 24 ? 8388608.0f : 32768.0f;
+  const int shift = 32 - bits;
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i] * full;
+    long q = v >= full - 1.0f ? (long)full - 1 : v <= -full ? -(long)full : lrintf(v);
+    out[i] = (int)((unsigned)q << shift);
+  }
+}
+
+static dx_status write_sf(dx_audio_writer *w, const float *block, size_t k, dx_errbuf *err) {
+  sf_count_t done;
+  if (w->int_bits) {
+    to_int(block, w->int_block, k * (size_t)w->si.channels, w->int_bits);
+    done = sf_writef_int(w->sf, w->int_block, (sf_count_t)k);
+  } else {
+    done = sf_writef_float(w->sf, block, (sf_count_t)k);
+  }
+  return done == (sf_count_t)k ? DX_OK : dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
+}
+
 dx_status dx_audio_writer_set_mp3_kbps(dx_audio_writer *w, int kbps, dx_errbuf *err) {
   if (kbps < 8 || kbps > 320) return dx_fail(err, DX_ERR_INVALID, "MP3 bit rate %d kbps is not in 8..320", kbps);
   if (w->frames) return dx_fail(err, DX_ERR_INVALID, "the MP3 bit rate is set before the first samples");
   w->mp3_kbps = kbps;
   return w->sf && (w->si.format & SF_FORMAT_TYPEMASK) == SF_FORMAT_MPEG ? set_mp3_rate(w, err) : DX_OK;
+}
+
+static void writer_free(dx_audio_writer *w) {
+  if (w->fd >= 0) close(w->fd);
+  free(w->int_block);
+  free(w->block);
+  free(w);
 }
 
 dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, dx_audio_encoding enc, int flags,
@@ -97,7 +132,12 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   dx_audio_writer *w = calloc(1, sizeof *w);
   if (!w) return DX_ERR_NOMEM;
   w->block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)channels * sizeof *w->block);
-  if (!w->block) {
+  int sub = fmt & SF_FORMAT_SUBMASK;
+  w->int_bits = sub == SF_FORMAT_PCM_16 ? 16 : sub == SF_FORMAT_PCM_24 ? 24 : 0;
+  if (w->int_bits) w->int_block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)channels * sizeof *w->int_block);
+  if (!w->block || (w->int_bits && !w->int_block)) {
+    free(w->block);
+    free(w->int_block);
     free(w);
     return DX_ERR_NOMEM;
   }
@@ -112,8 +152,7 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   w->clamp = (flags & DX_WRITER_CLAMP) != 0;
   w->tanh = (flags & DX_WRITER_TANH) != 0;
   if (w->rescale + w->clamp + w->tanh > 1) {
-    free(w->block);
-    free(w);
+    writer_free(w);
     return dx_fail(err, DX_ERR_INVALID, "one clip mode at a time");
   }
   dx_status s;
@@ -130,8 +169,7 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
     s = writer_open_sf(w, err);
   }
   if (s != DX_OK) {
-    free(w->block);
-    free(w);
+    writer_free(w);
     return s;
   }
   *out = w;
@@ -152,8 +190,9 @@ dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t 
       for (size_t i = 0; i < k * ch; i++) w->peak = fmaxf(w->peak, fabsf(w->block[i]));
       if (dx_write_all(w->fd, w->block, k * ch * sizeof *w->block))
         return dx_fail(err, DX_ERR_IO, "cannot write the scratch file for %s: %s", w->path, strerror(errno));
-    } else if (sf_writef_float(w->sf, w->block, (sf_count_t)k) != (sf_count_t)k) {
-      return dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
+    } else {
+      dx_status st = write_sf(w, w->block, k, err);
+      if (st != DX_OK) return st;
     }
     done += k;
     w->frames += k;
@@ -161,11 +200,6 @@ dx_status dx_audio_writer_write(dx_audio_writer *w, const float *planar, size_t 
   return DX_OK;
 }
 
-static void writer_free(dx_audio_writer *w) {
-  if (w->fd >= 0) close(w->fd);
-  free(w->block);
-  free(w);
-}
 
 void dx_audio_writer_abort(dx_audio_writer *w) {
   if (!w) return;
@@ -191,8 +225,7 @@ dx_status dx_audio_writer_close(dx_audio_writer *w, dx_errbuf *err) {
       }
       if (scale)
         for (size_t i = 0; i < k * ch; i++) w->block[i] *= g;
-      if (sf_writef_float(w->sf, w->block, (sf_count_t)k) != (sf_count_t)k)
-        s = dx_fail(err, DX_ERR_IO, "write failed: %s", sf_strerror(w->sf));
+      s = write_sf(w, w->block, k, err);
       done += k;
     }
   }

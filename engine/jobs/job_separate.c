@@ -2,14 +2,16 @@
  * model and store them.
  *
  * Params: {"model": "htdemucs", "shifts": 1, "overlap": 0.25, "seed": 0,
- * "two_stems": "vocals"} (all but model optional). The model comes from a
+ * "two_stems": "vocals", "format": "wav"} (all but model optional; format:
+ * wav (16-bit PCM, the official tool's default), flac (16-bit) or mp3
+ * (320 kbps, as the official --mp3)). The model comes from a
  * process-wide cache of warm separators (dx_separator_acquire, keyed by name
  * and the checkpoint files' mtimes), so consecutive jobs do not reload it.
  * Progress is reported per chunk. Stems are written to
- * storage_dir/stems/<job_id>/<stem>.wav (temporary name, then rename), each
+ * storage_dir/stems/<job_id>/<stem>.<format> (temporary name, then rename), each
  * file's size and CRC-32 taken, then their rows go into `stems` and
  * `stem_archives` in one transaction. The archive row announces the ZIP of
- * exactly those files (entries <model>/<stem>.wav) that demix-fcgi composes
+ * exactly those files (entries <model>/<stem>.<format>) that demix-fcgi composes
  * as it sends it (dx_zip_stream): its size is exact, and no second copy of
  * the stems is stored; its file_path, stems/<job_id>/stems.zip, names where
  * it is served. Result:
@@ -78,8 +80,8 @@ static dx_status measure_archive(const char *model, const dx_stems *st, char (*p
 
 /* Insert the stem rows and the archive row (replacing those of an earlier
  * attempt) in one transaction. */
-static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *st, char (*paths)[1024],
-                            const dx_zip_member *m, const char *zip_rel, uint64_t zip_size, json_object *list,
+static dx_status store_rows(dx_job_ctx *ctx, const char *model, const char *format, const dx_stems *st,
+                            char (*paths)[1024], const dx_zip_member *m, const char *zip_rel, uint64_t zip_size, json_object *list,
                             dx_errbuf *err) {
   const dx_job *job = ctx->job;
   dx_status rc = dx_db_begin(ctx->db, err);
@@ -101,12 +103,12 @@ static dx_status store_rows(dx_job_ctx *ctx, const char *model, const dx_stems *
     rc = dx_db_exec(ctx->db, NULL, err,
                     "INSERT INTO stems (id, job_id, track_id, user_id, model, stem, format, size, crc32, duration,"
                     " file_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %lld, %lld, %f, %s)",
-                    id, job->id, job->track_id, job->user_id, model, st->names[k], "wav", size, (long long)m[k].crc,
+                    id, job->id, job->track_id, job->user_id, model, st->names[k], format, size, (long long)m[k].crc,
                     duration, rel);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "id", json_object_new_string(id));
     json_object_object_add(o, "stem", json_object_new_string(st->names[k]));
-    json_object_object_add(o, "format", json_object_new_string("wav"));
+    json_object_object_add(o, "format", json_object_new_string(format));
     json_object_object_add(o, "size", json_object_new_int64(size));
     json_object_object_add(o, "duration", json_object_new_double(duration));
     json_object_object_add(o, "file_path", json_object_new_string(rel));
@@ -138,6 +140,13 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
     return st;
   }
 
+  const char *format = param_str(ctx->params, "format", "wav");
+  dx_audio_encoding enc = !strcmp(format, "flac") ? DX_ENC_FLAC : !strcmp(format, "mp3") ? DX_ENC_MP3 : DX_ENC_WAV_PCM16;
+  if (strcmp(format, dx_audio_encoding_ext(enc))) {
+    dx_separator_release(sep);
+    dx_job_set_retryable(ctx, 0);
+    return dx_fail(err, DX_ERR_INVALID, "unknown stem format %s (wav, flac, mp3)", format);
+  }
   dx_separate_params p = dx_separate_default_params();
   p.shifts = (int)param_num(ctx->params, "shifts", 1);
   p.overlap = param_num(ctx->params, "overlap", 0.25);
@@ -157,8 +166,7 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
   uint64_t zip_size = 0;
   dx_job_set_retryable(ctx, -1); /* device and memory failures may pass */
   /* streamed from the track file straight into the stem files (bounded memory) */
-  st = dx_separator_run_file(sep, bes, path, ctx->cfg->max_track_seconds, &p, dir, DX_ENC_WAV_PCM16, &stems, paths,
-                             err);
+  st = dx_separator_run_file(sep, bes, path, ctx->cfg->max_track_seconds, &p, dir, enc, &stems, paths, err);
   dx_separator_release(sep);
   if (pr.cancelled) {
     dx_rmtree(dir);
@@ -175,7 +183,7 @@ dx_status dx_job_separate(dx_job_ctx *ctx, dx_errbuf *err) {
   if (st == DX_OK) st = measure_archive(model, &stems, paths, members, names, &zip_size, err);
   if (st == DX_OK) {
     json_object *list = json_object_new_array();
-    st = store_rows(ctx, model, &stems, paths, members, zip_rel, zip_size, list, err);
+    st = store_rows(ctx, model, format, &stems, paths, members, zip_rel, zip_size, list, err);
     if (st == DX_OK) {
       json_object *result = json_object_new_object();
       json_object *arch = json_object_new_object();

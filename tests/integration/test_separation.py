@@ -3,7 +3,8 @@
 htdemucs_tiny placed in the model folder; one stem and the ZIP of a track's
 stems download through /export and /files/stems; the ZIP is composed as it
 is sent and holds exactly the newest completed job's stems, byte for byte;
-clients that stall in the middle of archive downloads hold sender processes,
+stems in WAV, FLAC or MP3 (the request's format); clients that stall in the
+middle of archive downloads hold sender processes,
 not the API's responders, and past fcgi_senders get 503 BUSY; hpss stems add
 back to the mix; unknown
 model 422, missing track 404, lalalai 501, a model without weights 422
@@ -279,15 +280,63 @@ def _storage_files(stack):
     return out
 
 
-def _check_zip(stack, data, job_id, model, stem_names):
+def _check_zip(stack, data, job_id, model, stem_names, ext="wav"):
     """data is a valid ZIP holding exactly the job's stems, byte for byte."""
     z = zipfile.ZipFile(io.BytesIO(data))
     assert z.testzip() is None
-    assert sorted(z.namelist()) == sorted(f"{model}/{n}.wav" for n in stem_names)
+    assert sorted(z.namelist()) == sorted(f"{model}/{n}.{ext}" for n in stem_names)
     rows = stack.sql(f"SELECT stem, file_path FROM stems WHERE job_id = '{job_id}'")
     assert sorted(r[0] for r in rows) == sorted(stem_names)
     for stem, rel in rows:
-        assert z.read(f"{model}/{stem}.wav") == (stack.storage_dir / rel).read_bytes()
+        assert z.read(f"{model}/{stem}.{ext}") == (stack.storage_dir / rel).read_bytes()
+
+
+def test_stem_formats(stack, token, upload, tmp_path):
+    """format wav (default), flac, mp3: the stems are stored, listed, served
+    and archived in it; FLAC holds the WAV job's very samples, MP3 is 320
+    kbps; any other format is 422."""
+    tok = token()
+    seconds = 6.0
+    mix_path = _music(tmp_path / "fmt.wav", seconds=seconds)
+    t = _data(upload(tok, mix_path), 201)
+    jobs = {}
+    for fmt in ("wav", "flac", "mp3"):
+        extra = {} if fmt == "wav" else {"format": fmt}
+        q = _data(_separate(stack, tok, t["id"], "hpss", **extra), 202)
+        assert q["format"] == fmt
+        done = _wait(stack, tok, q["job_id"])
+        assert done["status"] == "completed" and done["format"] == fmt, done
+        jobs[fmt] = done
+    types = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
+    audio = {}
+    for fmt, done in jobs.items():
+        stems = {s["stem"]: s for s in done["stems"]}
+        assert set(stems) == {"harmonic", "percussive"}
+        for name, s in stems.items():
+            assert s["format"] == fmt and s["file_url"] == f"/files/stems/{done['id']}/{name}.{fmt}"
+            r = stack.get(s["url"], token=tok)
+            assert r.status_code == 200 and r.headers["Content-Type"] == types[fmt], (r.status_code, r.headers)
+            assert len(r.content) == s["size"]
+            assert f'-{name}.{fmt}"' in r.headers["Content-Disposition"]
+            assert stack.get(s["file_url"], token=tok).content == r.content
+            audio[fmt, name], rate = sf.read(io.BytesIO(r.content), dtype="float32")
+            assert rate == 44100
+            if fmt == "mp3":
+                kbps = len(r.content) * 8 / seconds / 1000
+                assert 310 < kbps < 340, kbps
+        _check_zip(stack, stack.get(done["archive_url"], token=tok).content, done["id"], "hpss",
+                   ["harmonic", "percussive"], ext=fmt)
+    frames = int(seconds * 44100)
+    for name in ("harmonic", "percussive"):
+        assert audio["wav", name].shape == audio["flac", name].shape == (frames, 2)
+        assert np.array_equal(audio["wav", name], audio["flac", name])  # lossless, same 16-bit samples
+        m = audio["mp3", name]
+        assert m.shape[1] == 2 and frames <= m.shape[0] < frames + 4410
+        ref = np.sqrt(np.mean(audio["wav", name] ** 2))
+        assert abs(np.sqrt(np.mean(m ** 2)) - ref) < 0.05 * ref
+    for bad in ("ogg", "WAV", 3):
+        r = _separate(stack, tok, t["id"], "hpss", format=bad)
+        assert r.status_code == 422 and "format" in r.json()["details"], r.text
 
 
 def test_htdemucs_tiny_job(stack, token, upload, tmp_path):

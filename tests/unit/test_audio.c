@@ -54,6 +54,34 @@ DX_TEST(write_and_read_back_every_encoding) {
   free(x);
 }
 
+/* Integer PCM rounds to the nearest step (full scale 2^15 or 2^23) and clips
+ * at the ends, the same in WAV and FLAC (libsndfile's own clipping
+ * conversion floors in WAV and rounds in FLAC). */
+DX_TEST(integer_samples_round_to_nearest) {
+  const dx_audio_encoding encs[] = {DX_ENC_WAV_PCM16, DX_ENC_FLAC, DX_ENC_WAV_PCM24, DX_ENC_FLAC24};
+  const double full[] = {32768.0, 32768.0, 8388608.0, 8388608.0};
+  const double steps[] = {918.4, 918.6, -574.4, -574.6, 0.25, -0.25, 0.5001, -0.5001, 1e9, -1e9};
+  const double want[] = {918, 919, -574, -575, 0, 0, 1, -1, 1e9, -1e9}; /* +-1e9: the ends */
+  enum { N = sizeof steps / sizeof steps[0] };
+  for (size_t k = 0; k < sizeof encs / sizeof encs[0]; k++) {
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(steps[i] / full[k]);
+    char name[32];
+    snprintf(name, sizeof name, "round%zu.%s", k, dx_audio_encoding_ext(encs[k]));
+    const char *p = tmp_path(name);
+    dx_errbuf err = {{0}};
+    CHECK_MSG(dx_audio_write(p, x, 1, N, 44100, encs[k], &err) == DX_OK, "%s: %s", name, err.msg);
+    dx_audio a;
+    CHECK(dx_audio_load(p, 0, &a, &err) == DX_OK && a.frames == N);
+    for (int i = 0; i < N && a.frames == N; i++) {
+      double w = want[i] >= 1e9 ? full[k] - 1 : want[i] <= -1e9 ? -full[k] : want[i];
+      CHECK_MSG(a.data[i] * full[k] == w, "%s: %g steps -> %g, want %g", name, steps[i], a.data[i] * full[k], w);
+    }
+    dx_audio_free(&a);
+    unlink(p);
+  }
+}
+
 /* The same samples give the same bytes: a float WAV has no PEAK chunk (it
  * holds the time of writing). */
 DX_TEST(same_samples_same_bytes) {
@@ -162,7 +190,8 @@ DX_TEST(remix_channels) {
   dx_audio_free(&out);
 }
 
-DX_TEST_MAIN(DX_T(write_and_read_back_every_encoding), DX_T(same_samples_same_bytes),
+DX_TEST_MAIN(DX_T(write_and_read_back_every_encoding), DX_T(integer_samples_round_to_nearest),
+             DX_T(same_samples_same_bytes),
              DX_T(truncated_wav_is_corrupt_and_text_unsupported),
              DX_T(probe_from_memory_matches_file), DX_T(too_long_is_refused), DX_T(resample_keeps_frequency_and_level),
              DX_T(remix_channels))
