@@ -14,15 +14,18 @@
  * forked for it, a sender, so a client that downloads slowly holds that
  * process and never a responder: nginx passes such bodies on at the
  * client's pace without a temporary copy (nginx.conf.in). At most
- * fcgi_senders run at once (each worker its share); past that a download is
- * answered 503 BUSY with Retry-After.
+ * fcgi_senders run at once, counted in memory the parent shares with its
+ * workers; past that a download is answered 503 BUSY with Retry-After.
  * Threading: single-threaded processes. */
 #include <errno.h>
 #include <fcgiapp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -67,14 +70,46 @@ static const char *param(FCGX_Request *fr, const char *name) {
   return v ? v : "";
 }
 
-/* This worker's senders: running, and how many it may have. */
+/* The senders of all workers: their count, in memory the parent maps
+ * shared before it forks them. A worker takes a place before it forks a
+ * sender; the sender gives it back itself as it ends (also when SIGTERM
+ * ends it), so the count is right at once whichever worker is busy. One
+ * that a signal killed first cannot: whoever reaps it gives its place back
+ * (its worker, or the parent, which adopts the senders of a worker that
+ * exited: PR_SET_CHILD_SUBREAPER). */
 typedef struct {
-  int n, max;
+  atomic_int running;
+} sender_board;
+
+typedef struct {
+  sender_board *board;
+  int max;
   int listen_fd;
 } senders;
 
+static sender_board *sender_board_of_this_sender; /* set in a sender only */
+
+static void sender_on_term(int sig) {
+  (void)sig;
+  atomic_fetch_sub(&sender_board_of_this_sender->running, 1);
+  _exit(1);
+}
+
+/* A reaped child that a signal ended had not given its place back. */
+static void reaped_sender(sender_board *board, int status) {
+  if (WIFSIGNALED(status)) atomic_fetch_sub(&board->running, 1);
+}
+
 static void reap_senders(senders *s) {
-  while (s->n > 0 && waitpid(-1, NULL, WNOHANG) > 0) s->n--;
+  int status;
+  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(s->board, status);
+}
+
+/* 1 when a sender may start (its place taken), 0 when all are busy. */
+static int take_sender(senders *s) {
+  if (atomic_fetch_add(&s->board->running, 1) < s->max) return 1;
+  atomic_fetch_sub(&s->board->running, 1);
+  return 0;
 }
 
 /* Send r's response from a child process and let this worker go on: the
@@ -86,21 +121,24 @@ static void reap_senders(senders *s) {
 static int hand_off(FCGX_Request *fr, dx_req *r, senders *s) {
   pid_t pid = fork();
   if (pid < 0) {
+    atomic_fetch_sub(&s->board->running, 1);
     DX_WARN("fork for a download: %s; sending it from the responder", strerror(errno));
     return 0;
   }
   if (pid == 0) {
     close(s->listen_fd);
-    signal(SIGTERM, SIG_DFL);
+    sender_board_of_this_sender = s->board;
+    signal(SIGTERM, sender_on_term);
     sigset_t term;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     sigprocmask(SIG_UNBLOCK, &term, NULL);
     int rc = dx_resp_send(r, fcgi_write, fr->out);
     FCGX_Finish_r(fr);
+    sigprocmask(SIG_BLOCK, &term, NULL); /* the place is given back once */
+    atomic_fetch_sub(&s->board->running, 1);
     _exit(rc ? 1 : 0);
   }
-  s->n++;
   FCGX_Detach(fr);
   FCGX_Free(fr, 1);
   return 1;
@@ -138,8 +176,8 @@ static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
   dx_dispatch(&r, dx_routes, dx_routes_count);
   if (r.resp.body_fn && strcmp(r.method, "HEAD") != 0) {
     reap_senders(snd);
-    if (snd->n >= snd->max) {
-      DX_WARN("%s %s: all %d senders of this responder are busy", r.method, r.path, snd->max);
+    if (!take_sender(snd)) {
+      DX_WARN("%s %s: all %d senders are busy", r.method, r.path, snd->max);
       r.resp.nheaders = 0; /* the download's own (Content-Disposition...) */
       dx_resp_status(&r, DX_ERR_BUSY, "too many downloads at once; try again shortly");
       dx_resp_header(&r, "Retry-After", SENDERS_BUSY_RETRY);
@@ -152,7 +190,7 @@ static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
   return 0;
 }
 
-static int worker_main(int listen_fd, const dx_config *cfg, int workers) {
+static int worker_main(int listen_fd, const dx_config *cfg, sender_board *board) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = worker_on_term;
@@ -175,8 +213,7 @@ static int worker_main(int listen_fd, const dx_config *cfg, int workers) {
   if (!pool || FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR)) return 1;
   int errors = 0;
   long served = 0;
-  int all = cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1;
-  senders snd = {0, (all + workers - 1) / workers, listen_fd};
+  senders snd = {board, cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1, listen_fd};
   while (!worker_stop && served < WORKER_MAX_REQUESTS) {
     int rc = FCGX_Accept_r(&fr);
     if (rc < 0) {
@@ -232,11 +269,11 @@ static void dirname_of(const char *path, char *out, size_t n) {
   else snprintf(out, n, ".");
 }
 
-static pid_t spawn(int listen_fd, const dx_config *cfg, int workers, const sigset_t *parent_mask) {
+static pid_t spawn(int listen_fd, const dx_config *cfg, sender_board *board, const sigset_t *parent_mask) {
   pid_t pid = fork();
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, parent_mask, NULL);
-    _exit(worker_main(listen_fd, cfg, workers));
+    _exit(worker_main(listen_fd, cfg, board));
   }
   return pid;
 }
@@ -328,10 +365,19 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, &old);
   signal(SIGPIPE, SIG_IGN);
 
+  sender_board *board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (board == MAP_FAILED) {
+    DX_ERROR("cannot map the senders' board: %s", strerror(errno));
+    unlink(sock_path);
+    unlink(pid_path);
+    return 1;
+  }
+  /* the senders of a worker that exits come here, to be reaped and counted */
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) DX_WARN("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));
   pid_t pids[MAX_WORKERS] = {0};
   double started[MAX_WORKERS] = {0};
   for (int i = 0; i < workers; i++) {
-    pids[i] = spawn(listen_fd, &cfg, workers, &old);
+    pids[i] = spawn(listen_fd, &cfg, board, &old);
     started[i] = dx_now();
   }
   DX_INFO("listening on %s with %d workers (pid %d)", sock_path, workers, (int)getpid());
@@ -350,18 +396,21 @@ int main(int argc, char **argv) {
     pid_t pid;
     int status;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      int was_worker = 0;
       for (int i = 0; i < workers; i++) {
         if (pids[i] != pid) continue;
+        was_worker = 1;
         pids[i] = 0;
         if (!stopping) {
           int recycled = WIFEXITED(status) && WEXITSTATUS(status) == 0; /* after WORKER_MAX_REQUESTS */
           if (WIFSIGNALED(status)) DX_WARN("worker %d died from signal %d; restarting", (int)pid, WTERMSIG(status));
           else if (!recycled) DX_WARN("worker %d exited with %d; restarting", (int)pid, WEXITSTATUS(status));
           if (!recycled && dx_now() - started[i] < 1.0) sleep(1); /* a worker that dies at once: do not spin */
-          pids[i] = spawn(listen_fd, &cfg, workers, &old);
+          pids[i] = spawn(listen_fd, &cfg, board, &old);
           started[i] = dx_now();
         }
       }
+      if (!was_worker) reaped_sender(board, status); /* adopted from a worker that exited */
     }
     if (!stopping) continue;
     int alive = 0;
