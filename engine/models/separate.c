@@ -374,6 +374,46 @@ static dx_status sink_write(void *user, size_t offset, size_t n, const float *sr
   return dx_audio_writer_write(fs->w[1], rest, n, n, err);
 }
 
+typedef struct {
+  dx_audio_writer *w;
+  dx_status st;
+  dx_errbuf err;
+} closing;
+
+static void *close_one(void *arg) {
+  closing *c = arg;
+  c->st = dx_audio_writer_close(c->w, &c->err);
+  return NULL;
+}
+
+/* Close (finish and rename into place) every stem file, side by side: with
+ * the rescale clip mode each is encoded only now, and an MP3 or FLAC stem's
+ * encoding takes seconds of one core. w[k] is NULL afterwards; closed[k]
+ * says which made it. The first failure's status and message. */
+static dx_status close_writers(dx_audio_writer **w, int n, int *closed, dx_errbuf *err) {
+  closing c[DX_STEMS_MAX];
+  pthread_t th[DX_STEMS_MAX];
+  int started[DX_STEMS_MAX] = {0};
+  for (int k = 0; k < n; k++) {
+    c[k] = (closing){w[k], DX_OK, {{0}}};
+    w[k] = NULL;
+    if (k > 0 && pthread_create(&th[k], NULL, close_one, &c[k]) == 0) started[k] = 1;
+  }
+  for (int k = 0; k < n; k++) {
+    if (started[k]) pthread_join(th[k], NULL);
+    else close_one(&c[k]);
+  }
+  dx_status st = DX_OK;
+  for (int k = 0; k < n; k++) {
+    closed[k] = c[k].st == DX_OK;
+    if (st == DX_OK && c[k].st != DX_OK) {
+      st = c[k].st;
+      *err = c[k].err;
+    }
+  }
+  return st;
+}
+
 dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backends, const char *in_path,
                                 double max_seconds, const dx_separate_params *p, const char *dir,
                                 dx_audio_encoding enc, dx_stems *info, char (*paths)[1024], dx_errbuf *err) {
@@ -428,14 +468,12 @@ dx_status dx_separator_run_file(const dx_separator *s, dx_backend *const *backen
   }
   dx_audio_reader_close(fs.rd);
   free(fs.tmp);
-  int closed = 0;
-  for (; st == DX_OK && closed < fs.n_out; closed++) {
-    st = dx_audio_writer_close(fs.w[closed], err);
-    fs.w[closed] = NULL;
-  }
+  int closed[DX_STEMS_MAX] = {0};
+  if (st == DX_OK) st = close_writers(fs.w, fs.n_out, closed, err);
   if (st != DX_OK) {
     for (int k = 0; k < fs.n_out; k++) dx_audio_writer_abort(fs.w[k]);
-    for (int k = 0; k < closed; k++) unlink(path[k]); /* no partial set of stems */
+    for (int k = 0; k < fs.n_out; k++)
+      if (closed[k]) unlink(path[k]); /* no partial set of stems */
     rmdir(dir);
     memset(info, 0, sizeof *info);
     return st;
