@@ -440,7 +440,8 @@ int dx_cmd_separate(int argc, char **argv) {
         continue;
       }
     }
-    fprintf(stderr, "Separating track %s\n", track);
+    if (in.n > 1) fprintf(stderr, "Separating track %zu/%zu %s\n", t + 1, in.n, track);
+    else fprintf(stderr, "Separating track %s\n", track);
     b.label = base_name(track);
     b.t0 = dx_now();
     b.last_pct = -1;
