@@ -1,5 +1,5 @@
 /* h_processing.c: stem separation routes.
- *   POST /api/processing/separate {track_id, model, engine, shifts?, two_stems?, format?}
+ *   POST /api/processing/separate {track_id, model, engine, shifts?, overlap?, seed?, two_stems?, format?}
  *        -> 202 {"data": {job_id, track_id, model, format, status: "queued"}}
  *        format: wav (default), flac or mp3
  *   GET  /api/processing/job/:id -> {id, status, progress, model, format, stems, archive_url, error}
@@ -11,6 +11,7 @@
  * command that fetches it; an unknown model 422 VALIDATION_ERROR; the
  * `lalalai` engine 501 NOT_IMPLEMENTED. A user sees their own jobs and
  * stems, an admin everyone's. One request at a time per worker process. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ dx_status dx_h_processing_separate(dx_req *r) {
   json_object *v;
   const char *track_id = NULL, *model = "htdemucs", *engine = "local", *two = NULL, *format = "wav";
   int shifts = 1;
+  double overlap = 0.25;
+  long long seed = 0;
   if (json_object_object_get_ex(r->body, "track_id", &v) && json_object_is_type(v, json_type_string))
     track_id = json_object_get_string(v);
   else
@@ -92,6 +95,19 @@ dx_status dx_h_processing_separate(dx_req *r) {
       dx_valid_add(r, "shifts", "must be an integer from 0 to 10");
     else
       shifts = json_object_get_int(v);
+  }
+  if (json_object_object_get_ex(r->body, "overlap", &v) && !json_object_is_type(v, json_type_null)) {
+    double o = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)
+                   ? json_object_get_double(v) : -1;
+    if (!(o >= 0 && o <= 0.9)) dx_valid_add(r, "overlap", "must be a number from 0 to 0.9");
+    else overlap = o;
+  }
+  if (json_object_object_get_ex(r->body, "seed", &v) && !json_object_is_type(v, json_type_null)) {
+    errno = 0;
+    long long sd = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+    /* json-c saturates at INT64_MAX, and the params keep it as a JSON number: at most 2^53 */
+    if (errno || sd < 0 || sd > (1LL << 53)) dx_valid_add(r, "seed", "must be an integer from 0 to 2^53");
+    else seed = sd;
   }
   if (json_object_object_get_ex(r->body, "two_stems", &v) && !json_object_is_type(v, json_type_null)) {
     if (!json_object_is_type(v, json_type_string)) dx_valid_add(r, "two_stems", "must be a stem name");
@@ -130,6 +146,8 @@ dx_status dx_h_processing_separate(dx_req *r) {
   json_object_object_add(params, "model", json_object_new_string(model));
   json_object_object_add(params, "engine", json_object_new_string("local"));
   json_object_object_add(params, "shifts", json_object_new_int(shifts));
+  json_object_object_add(params, "overlap", json_object_new_double(overlap));
+  json_object_object_add(params, "seed", json_object_new_int64(seed));
   if (two) json_object_object_add(params, "two_stems", json_object_new_string(two));
   json_object_object_add(params, "format", json_object_new_string(format));
   char *pj = dx_pool_strdup(r->pool, json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));

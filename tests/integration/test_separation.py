@@ -409,6 +409,16 @@ def test_same_job_twice_at_once_gives_the_same_bytes(stack, token, upload, tmp_p
     assert sorted(stems[0]) == ["bass", "drums", "other", "vocals"]
     for name, data in stems[0].items():
         assert len(data) > 44 and data == stems[1][name], name
+    # the request's seed and overlap reach the engine: another seed shifts
+    # the track by other offsets, another overlap cuts other segments
+    for extra in ({"seed": 1}, {"overlap": 0.5}):
+        q = _data(_separate(stack, tok, t["id"], "htdemucs_tiny", **extra), 202)
+        assert _wait(stack, tok, q["job_id"])["status"] == "completed"
+        params = _data(stack.get(f"/api/jobs/{q['job_id']}", token=tok), 200)["params"]
+        assert params["seed"] == extra.get("seed", 0) and params["overlap"] == extra.get("overlap", 0.25), params
+        done = _data(stack.get(f"/api/processing/job/{q['job_id']}", token=tok), 200)
+        other = {st["stem"]: stack.get(st["url"], token=tok).content for st in done["stems"]}
+        assert other["vocals"] != stems[0]["vocals"], extra
 
 
 def test_request_errors(stack, token, upload, tmp_path):
@@ -431,6 +441,11 @@ def test_request_errors(stack, token, upload, tmp_path):
         assert r.json()["details"]["command"] == "demix models fetch htdemucs"
     r = stack.post("/api/processing/separate", token=tok, json={"model": "hpss"})
     assert r.status_code == 422, r.text
+    tok2 = token(user=None)  # a fresh api_heavy window; bad values are refused before the track is looked up
+    for field, bad in (("overlap", 0.95), ("overlap", -0.1), ("overlap", "half"), ("seed", -1), ("seed", 1.5),
+                       ("seed", 2 ** 60)):
+        r = _separate(stack, tok2, t["id"], "hpss", **{field: bad})
+        assert r.status_code == 422 and field in r.json()["details"], (field, bad, r.text)
     assert stack.get(f"/api/processing/job/{uuid.uuid4()}", token=tok).status_code == 404
     assert stack.get(f"/export/stem/{uuid.uuid4()}", token=tok).status_code == 404
     r = stack.get(f"/export/stems/{t['id']}", token=tok)
