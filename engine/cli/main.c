@@ -30,7 +30,8 @@ static const dx_cli_command commands[] = {
     {"db", dx_cmd_db, "db migrate | db status: apply or list schema migrations"},
     {"models", dx_cmd_models, "models list | models fetch NAME...: separation models, installed or not; download one"},
     {"separate", dx_cmd_separate,
-     "separate [-n MODEL] [-o OUT] [--two-stems STEM] [--shifts N] [--float32|--int24] [--flac|--mp3] TRACK|DIR... (--help)"},
+     "separate [-n MODEL] [-o OUT] [--filename PATTERN] [--two-stems STEM] [--shifts N] [--float32|--int24] "
+     "[--flac|--mp3] [--clip-mode MODE] TRACK|DIR... (--help)"},
     {"token", dx_cmd_token,
      "token create --user NAME [--role user|admin|superadmin] [--name LABEL] | token revoke PREFIX | token list [--user NAME]"},
     {"user", dx_cmd_user, "user list: users with their roles and active tokens"},
