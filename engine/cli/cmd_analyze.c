@@ -1,14 +1,22 @@
-/* cmd_analyze.c: `demix analyze FILE|DIR... [--json] [--features a,b]
- * [--device cpu|cuda|auto]`: analyse audio files locally, no server or
- * database needed. A folder stands for its audio files at any depth (by
- * extension, each folder's in name order: dx_cli_inputs_add). Prints a
- * readable summary per file, or with --json one JSON document: the result object (with "file") for a
- * single file argument, else an array of them; a file that fails appears
- * as {"file", "error": {"code", "message"}}. Exit status 1 when any file
- * failed, 2 for usage errors. -j N analyses N files at a time on N worker
- * threads, each with its own backend and analyzer (output stays in
- * argument order); with one worker the loudness runs on a second thread
- * beside the features when the host has two cores or more. */
+/* cmd_analyze.c: `demix analyze FILE|DIR... [--json|--jsonl|--csv]
+ * [--features a,b] [--device cpu|cuda|auto] [-j N]`: analyse audio files
+ * locally, no server or database needed. A folder stands for its audio
+ * files at any depth (by extension, each folder's in name order:
+ * dx_cli_inputs_add). Prints a readable summary per file; --json one JSON
+ * document (the result object, with "file", for a single file argument,
+ * else an array of them); --jsonl one compact object per line; --csv a
+ * header and a row per file of the scalar features (the means of MFCC and
+ * chroma; empty cells for groups not asked for). A file that fails is
+ * {"file", "error": {"code", "message"}} in JSON and a row with only file
+ * and error in CSV. Results are printed in argument order as soon as they
+ * and every one before them are done, and then freed: a run over a
+ * library shows its progress and holds few results. Exit status 1 when any
+ * file failed, 2 for usage errors. -j N analyses N files at a time on N
+ * worker threads, each with its own backend and analyzer; with one worker
+ * the loudness runs on a second thread beside the features when the host
+ * has two cores or more. */
+#include <json-c/json.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -57,7 +65,10 @@ typedef struct {
   dx_status st;
   dx_errbuf err;
   const char *device; /* backend name */
+  int done;           /* under batch.out_lock */
 } item;
+
+typedef enum { OUT_TEXT, OUT_JSON, OUT_JSONL, OUT_CSV } out_mode;
 
 typedef struct {
   const dx_cli_inputs *files;
@@ -66,7 +77,124 @@ typedef struct {
   const dx_analysis_params *ap;
   item *items;
   atomic_size_t next;
+  out_mode mode;
+  int many;               /* --json prints an array */
+  pthread_mutex_t out_lock;
+  size_t next_out;        /* the first item not printed yet */
+  int failed;
 } batch;
+
+/* A CSV cell (RFC 4180): quoted when it holds a comma, quote or line break. */
+static void csv_text(const char *s) {
+  if (!strpbrk(s, ",\"\r\n")) {
+    fputs(s, stdout);
+    return;
+  }
+  putchar('"');
+  for (; *s; s++) {
+    if (*s == '"') putchar('"');
+    putchar(*s);
+  }
+  putchar('"');
+}
+
+static void csv_num(int have, double v) {
+  putchar(',');
+  if (have && isfinite(v)) printf("%.9g", v);
+}
+
+static void csv_header(int n_mfcc) {
+  static const char *const pc[12] = {"C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"};
+  printf("file,error,duration,sample_rate,channels,tempo,tempo_confidence,beat_count,onset_rate,key,camelot,"
+         "key_confidence,energy,rms_mean,rms_std,integrated_lufs,loudness_range,true_peak_dbtp,spectral_centroid,"
+         "spectral_bandwidth,spectral_rolloff,spectral_flatness,zero_crossing_rate");
+  for (int i = 1; i <= n_mfcc; i++) printf(",mfcc%d", i);
+  for (int i = 0; i < 12; i++) printf(",chroma_%s", pc[i]);
+  putchar('\n');
+}
+
+static void csv_row(const char *file, const dx_analysis_result *r, const char *error, int n_mfcc) {
+  csv_text(file);
+  putchar(',');
+  if (error) {
+    csv_text(error);
+    putchar('\n');
+    return;
+  }
+  unsigned f = r->features;
+  csv_num(1, r->duration);
+  csv_num(1, r->sample_rate);
+  csv_num(1, r->channels);
+  int t = (f & DX_AF_TEMPO) != 0, k = (f & DX_AF_KEY) != 0, e = (f & DX_AF_ENERGY) != 0;
+  int l = (f & DX_AF_LOUDNESS) != 0, sp = (f & DX_AF_SPECTRAL) != 0;
+  csv_num(t, r->tempo);
+  csv_num(t, r->tempo_confidence);
+  csv_num(t, (double)r->n_beats);
+  csv_num(t, r->onset_rate);
+  putchar(',');
+  if (k) csv_text(r->key);
+  putchar(',');
+  if (k) csv_text(r->camelot);
+  csv_num(k, r->key_confidence);
+  csv_num(e, r->energy);
+  csv_num(e, r->rms.mean);
+  csv_num(e, r->rms.std);
+  csv_num(l, r->lufs);
+  csv_num(l, r->lra);
+  csv_num(l, r->true_peak_db);
+  csv_num(sp, r->centroid.mean);
+  csv_num(sp, r->bandwidth.mean);
+  csv_num(sp, r->rolloff.mean);
+  csv_num(sp, r->flatness.mean);
+  csv_num(sp, r->zcr.mean);
+  for (int i = 0; i < n_mfcc; i++) csv_num((f & DX_AF_MFCC) && i < r->n_mfcc, i < r->n_mfcc ? r->mfcc[i].mean : 0);
+  for (int i = 0; i < 12; i++) csv_num((f & DX_AF_CHROMA) != 0, r->chroma[i]);
+  putchar('\n');
+}
+
+/* Print item i in the chosen form and free its result. */
+static void emit(batch *b, size_t i) {
+  item *it = &b->items[i];
+  const char *file = b->files->v[i].path;
+  const char *msg = it->st == DX_OK ? NULL : it->err.msg[0] ? it->err.msg : dx_strerror(it->st);
+  if (b->mode == OUT_TEXT) {
+    if (it->st == DX_OK) print_human(file, &it->r, it->device);
+    else dx_cli_error("%s: %s%s%s", file, dx_strerror(it->st), it->err.msg[0] ? ": " : "", it->err.msg);
+  } else if (b->mode == OUT_CSV) {
+    csv_row(file, &it->r, msg, b->ap->feat.n_mfcc);
+  } else {
+    json_object *o;
+    if (it->st == DX_OK) {
+      o = dx_analysis_result_json(&it->r);
+    } else {
+      o = json_object_new_object();
+      json_object *eo = json_object_new_object();
+      json_object_object_add(eo, "code", json_object_new_string(dx_status_name(it->st)));
+      json_object_object_add(eo, "message", json_object_new_string(msg));
+      json_object_object_add(o, "error", eo);
+    }
+    json_object_object_add(o, "file", json_object_new_string(file));
+    if (b->mode == OUT_JSONL) {
+      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    } else {
+      const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+      if (b->many) printf("%s%s", i ? ",\n" : "", text);
+      else printf("%s\n", text);
+    }
+    json_object_put(o);
+  }
+  fflush(stdout);
+  if (it->st != DX_OK) b->failed = 1;
+  dx_analysis_result_free(&it->r);
+}
+
+/* Item i is done: print it and every done one after it whose turn came. */
+static void finished(batch *b, size_t i) {
+  pthread_mutex_lock(&b->out_lock);
+  b->items[i].done = 1;
+  for (; b->next_out < b->files->n && b->items[b->next_out].done; b->next_out++) emit(b, b->next_out);
+  pthread_mutex_unlock(&b->out_lock);
+}
 
 /* A worker: its own backend and analyzer, files taken one at a time. */
 static void *batch_worker(void *arg) {
@@ -81,30 +209,38 @@ static void *batch_worker(void *arg) {
     if (ost != DX_OK) {
       it->st = ost;
       it->err = oerr;
-      continue;
+    } else {
+      it->device = be->name;
+      it->st = dx_analyzer_run_file(an, b->files->v[i].path, b->mask, NULL, NULL, &it->r, &it->err);
     }
-    it->device = be->name;
-    it->st = dx_analyzer_run_file(an, b->files->v[i].path, b->mask, NULL, NULL, &it->r, &it->err);
+    finished(b, i);
   }
   dx_backend_close(be); /* frees the analyzer too */
   return NULL;
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: demix analyze FILE|DIR... [--json] [--features tempo,key,energy,spectral,mfcc,chroma,loudness|all]"
-             " [--device cpu|cuda|auto] [-j N]\n");
+  fprintf(f, "usage: demix analyze FILE|DIR... [--json|--jsonl|--csv]"
+             " [--features tempo,key,energy,spectral,mfcc,chroma,loudness|all] [--device cpu|cuda|auto] [-j N]\n");
 }
 
 int dx_cmd_analyze(int argc, char **argv) {
-  int json = 0, jobs = 1;
+  out_mode mode = OUT_TEXT;
+  int jobs = 1;
   const char *features = "all", *device = NULL;
   dx_cli_inputs files = {0};
   int rc = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (!strcmp(a, "--json"))
-      json = 1;
-    else if (!strncmp(a, "-j", 2) && (a[2] || i + 1 < argc)) {
+    if (!strcmp(a, "--json") || !strcmp(a, "--jsonl") || !strcmp(a, "--csv")) {
+      out_mode m = a[2] == 'c' ? OUT_CSV : a[6] == 'l' ? OUT_JSONL : OUT_JSON;
+      if (mode != OUT_TEXT && mode != m) {
+        dx_cli_error("--json, --jsonl and --csv exclude each other");
+        dx_cli_inputs_free(&files);
+        return 2;
+      }
+      mode = m;
+    } else if (!strncmp(a, "-j", 2) && (a[2] || i + 1 < argc)) {
       const char *v = a[2] ? a + 2 : argv[++i];
       char *end;
       long j = strtol(v, &end, 10);
@@ -163,7 +299,8 @@ int dx_cmd_analyze(int argc, char **argv) {
   dx_analysis_default_params(&ap);
   ap.max_seconds = cfg.max_track_seconds;
   ap.threads = jobs == 1 && sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
-  batch b = {.files = &files, .device = device, .mask = mask, .ap = &ap};
+  batch b = {.files = &files, .device = device, .mask = mask, .ap = &ap, .mode = mode, .many = many};
+  pthread_mutex_init(&b.out_lock, NULL);
   b.items = calloc(files.n ? files.n : 1, sizeof *b.items);
   pthread_t th[256];
   int started = 0;
@@ -171,48 +308,16 @@ int dx_cmd_analyze(int argc, char **argv) {
     dx_cli_error("out of memory");
     rc = 1;
   } else {
+    if (mode == OUT_CSV) csv_header(ap.feat.n_mfcc);
+    if (mode == OUT_JSON && many) printf("[\n");
     for (int t = 1; t < jobs; t++)
       if (pthread_create(&th[started], NULL, batch_worker, &b) == 0) started++;
     batch_worker(&b); /* this thread is a worker too */
     for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    if (mode == OUT_JSON && many) printf("%s]\n", files.n ? "\n" : "");
+    if (b.failed) rc = 1;
   }
-  json_object *arr = json && many ? json_object_new_array() : NULL;
-  for (size_t i = 0; b.items && i < files.n; i++) {
-    item *it = &b.items[i];
-    dx_analysis_result *rp = &it->r;
-    dx_status st = it->st;
-    dx_errbuf *ep = &it->err;
-    if (json) {
-      json_object *o;
-      if (st == DX_OK) {
-        o = dx_analysis_result_json(rp);
-        json_object_object_add(o, "file", json_object_new_string(files.v[i].path));
-      } else {
-        o = json_object_new_object();
-        json_object_object_add(o, "file", json_object_new_string(files.v[i].path));
-        json_object *eo = json_object_new_object();
-        json_object_object_add(eo, "code", json_object_new_string(dx_status_name(st)));
-        json_object_object_add(eo, "message", json_object_new_string(ep->msg[0] ? ep->msg : dx_strerror(st)));
-        json_object_object_add(o, "error", eo);
-      }
-      if (arr)
-        json_object_array_add(arr, o);
-      else {
-        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(o);
-      }
-    } else if (st == DX_OK) {
-      print_human(files.v[i].path, rp, it->device);
-    } else {
-      dx_cli_error("%s: %s%s%s", files.v[i].path, dx_strerror(st), ep->msg[0] ? ": " : "", ep->msg);
-    }
-    if (st != DX_OK) rc = 1;
-    dx_analysis_result_free(rp);
-  }
-  if (arr) {
-    printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(arr);
-  }
+  pthread_mutex_destroy(&b.out_lock);
   free(b.items);
   dx_cli_inputs_free(&files);
   return rc;

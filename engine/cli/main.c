@@ -25,7 +25,7 @@ typedef struct {
 
 static const dx_cli_command commands[] = {
     {"analyze", dx_cmd_analyze,
-     "analyze FILE|DIR... [--json] [--features tempo,key,energy,spectral,mfcc,chroma,loudness|all] [--device cpu|cuda|auto] [-j N]"},
+     "analyze FILE|DIR... [--json|--jsonl|--csv] [--features tempo,key,energy,spectral,mfcc,chroma,loudness|all] [--device cpu|cuda|auto] [-j N]"},
     {"config", dx_cmd_config, "config: the resolved configuration (file and DEMIX_* environment)"},
     {"db", dx_cmd_db, "db migrate | db status: apply or list schema migrations"},
     {"models", dx_cmd_models, "models list | models fetch NAME...: separation models, installed or not; download one"},

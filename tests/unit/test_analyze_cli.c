@@ -7,7 +7,8 @@
  * array, in path order, of every audio file (hidden ones and the link
  * left out), each with the groups asked for only, the damaged one as
  * {"file", "error": {"code", "message"}} and the exit status 1; -j 2 gives
- * the same results; one file gives one object, and the readable output
+ * the same results; --jsonl and --csv (cells quoted where needed) give the
+ * same files and answers; one file gives one object, and the readable output
  * names it; an empty folder, no argument and an unknown feature are usage
  * errors (2). */
 #include <json-c/json.h>
@@ -159,6 +160,65 @@ DX_TEST(single_file_and_readable_output) {
   free(text);
 }
 
+/* The library as JSON lines and as CSV: the same files in the same order
+ * and the same answers as the JSON array; CSV cells quoted where a name
+ * holds a comma or a quote; the damaged file a row with its error. */
+DX_TEST(library_as_jsonl_and_csv) {
+  CHECK(setup());
+  if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
+  CHECK(run("analyze --json --features tempo,key lib") == 1);
+  json_object *arr = out_json();
+  CHECK(run("analyze --jsonl --features tempo,key -j 2 lib") == 1);
+  char *text = out_text();
+  CHECK(text != NULL);
+  size_t i = 0;
+  for (char *line = text, *nl; text && arr && (nl = strchr(line, '\n')); line = nl + 1, i++) {
+    *nl = 0;
+    json_object *o = json_tokener_parse(line), *v, *w;
+    json_object *a = i < json_object_array_length(arr) ? json_object_array_get_idx(arr, i) : NULL;
+    CHECK_MSG(o && a && !strchr(line, '\n'), "line %zu: %s", i, line);
+    if (o && a) {
+      CHECK(json_object_object_get_ex(o, "file", &v) && json_object_object_get_ex(a, "file", &w) &&
+            !strcmp(json_object_get_string(v), json_object_get_string(w)));
+      if (json_object_object_get_ex(a, "key", &w))
+        CHECK(json_object_object_get_ex(o, "key", &v) && !strcmp(json_object_get_string(v), json_object_get_string(w)));
+      else
+        CHECK(json_object_object_get_ex(o, "error", &v));
+    }
+    json_object_put(o);
+  }
+  CHECK_MSG(i == 4, "%zu JSON lines", i);
+  free(text);
+  json_object_put(arr);
+
+  CHECK(run("analyze --csv --features tempo,key lib") == 1);
+  text = out_text();
+  CHECK(text && !strncmp(text, "file,error,duration,sample_rate,channels,tempo,", 47));
+  const char *mix = text ? strstr(text, "\nlib/mix.wav,,20,22050,1,") : NULL;
+  CHECK_MSG(mix != NULL, "%s", text ? text : "no output");
+  if (mix) {
+    double tempo = atof(mix + strlen("\nlib/mix.wav,,20,22050,1,"));
+    CHECK_MSG(fabs(tempo - 120.0) < 2.4, "mix tempo %g", tempo);
+    CHECK(strstr(mix, ",A minor,8A,") != NULL);
+  }
+  CHECK(text && strstr(text, "\nlib/Artist/broken.mp3,") && strstr(text, "\nlib/Artist/Album/01 E major.wav,,"));
+  int lines = 0;
+  for (const char *c = text; c && *c; c++) lines += *c == '\n';
+  CHECK_MSG(lines == 5, "%d CSV lines", lines); /* header and four files */
+  free(text);
+
+  char d[256], src[256], dst[256];
+  snprintf(d, sizeof d, "%s/csv", tmp);
+  dx_mkdirs(d);
+  snprintf(src, sizeof src, "%s/lib/mix.wav", tmp);
+  snprintf(dst, sizeof dst, "%s/csv/a, \"b\".wav", tmp);
+  CHECK(link(src, dst) == 0);
+  CHECK(run("analyze --csv --features key csv") == 0);
+  text = out_text();
+  CHECK_MSG(text && strstr(text, "\n\"csv/a, \"\"b\"\".wav\",,20,"), "%s", text ? text : "no output");
+  free(text);
+}
+
 DX_TEST(usage_errors) {
   CHECK(setup());
   if (access(demix, X_OK) != 0) SKIP("%s not built", demix);
@@ -166,6 +226,7 @@ DX_TEST(usage_errors) {
   CHECK(run("analyze empty") == 2);
   CHECK(run("analyze --features tempo,kazoo lib/mix.wav") == 2);
   CHECK(run("analyze -j 0 lib/mix.wav") == 2);
+  CHECK(run("analyze --json --csv lib/mix.wav") == 2);
   CHECK(run("analyze --help") == 0);
 }
 
@@ -173,5 +234,6 @@ DX_TEST(zz_cleanup) {
   if (tmp[0]) dx_rmtree(tmp);
 }
 
-DX_TEST_MAIN(DX_T(library_folder_to_json), DX_T(single_file_and_readable_output), DX_T(usage_errors),
+DX_TEST_MAIN(DX_T(library_folder_to_json), DX_T(library_as_jsonl_and_csv), DX_T(single_file_and_readable_output),
+             DX_T(usage_errors),
              DX_T(zz_cleanup))
