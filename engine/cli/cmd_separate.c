@@ -247,6 +247,7 @@ static char **stem_paths(const dx_cli_inputs *in, const opts *o, char (*names)[4
     char track[1024], sub[1024];
     int len = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
     snprintf(track, sizeof track, "%.*s", len, name);
+    if (!strcmp(track, ".") || !strcmp(track, "..")) snprintf(track, sizeof track, "%s", name); /* "...wav" */
     const char *trackext = dot && dot != name ? dot + 1 : "";
     for (int k = 0; k < n_names; k++) {
       size_t n = strlen(o->out) + strlen(o->name) + strlen(in->v[t].rel) + 1100;

@@ -298,6 +298,15 @@ DX_TEST(filename_pattern) {
   CHECK(run("separate -n hpss --filename /tmp/{stem}.{ext} -o FNC mix.wav") == 2);
   CHECK(run("separate -n hpss --filename {stem}.{ext} -o FNC mix.wav tracks/a.wav") == 2); /* two tracks, one file */
   CHECK(mtime_ns("FNC") < 0);
+  /* a track named "..": its stems stay below OUT/MODEL, in a folder named
+   * after the whole file name */
+  char odd[256], src[256];
+  snprintf(src, sizeof src, "%s/mix.wav", tmp);
+  snprintf(odd, sizeof odd, "%s/...wav", tmp);
+  CHECK(link(src, odd) == 0);
+  CHECK(run("separate -n hpss -o FND ...wav") == 0);
+  CHECK(mtime_ns("FND/hpss/...wav/harmonic.wav") > 0);
+  CHECK(mtime_ns("FND/harmonic.wav") < 0);
 }
 
 DX_TEST(usage_errors) {
