@@ -8,17 +8,22 @@
 # limit raised so the limiter counts but never refuses), runs wrk, stops the
 # stack, prints the figures and appends a dated section to bench/RESULTS.md.
 #
-#   bench/http/run.sh [--duration S] [--connections N] [--threads N] [--no-record] [--keep]
+# With --stalled N both are measured again while N clients hold stems-archive
+# downloads open without reading (bench/http/stall.py; each holds a sender
+# process, not a responder).
+#
+#   bench/http/run.sh [--duration S] [--connections N] [--threads N] [--stalled N] [--no-record] [--keep]
 #                     [--no-build] [--fast-db] [--fcgi-keepalive N]   (passed to tools/up)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-duration=10 conns=64 threads=2 record=1 keep=0 upargs=()
+duration=10 conns=64 threads=2 record=1 keep=0 stalled=0 upargs=()
 while (($#)); do
   case $1 in
     --duration) duration=$2; shift 2 ;;
     --connections) conns=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --stalled) stalled=$2; shift 2 ;;
     --no-record) record=0; shift ;;
     --keep) keep=1; shift ;;
     --no-build) upargs+=(--no-build); shift ;;
@@ -63,6 +68,32 @@ run_wrk() {
 run_wrk health /health
 run_wrk tracks "/api/tracks?page_size=20" bench/http/auth.lua
 
+STALLED_NOTE=""
+if ((stalled > 0)); then
+  # a 40-second track separated with hpss: a 14 MB archive, more than nginx
+  # and the sockets hold for a client that reads nothing
+  tmp=$(mktemp -d)
+  sox -n -r 44100 -c 2 -b 16 "$tmp/long.wav" synth 40 pinknoise vol 0.3
+  auth="Authorization: Bearer $DEMIX_BENCH_TOKEN"
+  tid=$(curl -fsS -H "$auth" -F "file=@$tmp/long.wav" -F "title=bench archive" "$URL/api/tracks" |
+    sed -n 's/.*"id":"\([^"]*\)".*/\1/p' | head -n 1)
+  rm -rf "$tmp"
+  job=$(curl -fsS -H "$auth" -H 'Content-Type: application/json' -d "{\"track_id\":\"$tid\",\"model\":\"hpss\"}" \
+    "$URL/api/processing/separate" | sed -n 's/.*"job_id":"\([^"]*\)".*/\1/p')
+  for ((i = 0; i < 300; i++)); do
+    curl -fsS -H "$auth" "$URL/api/processing/job/$job" | grep -q '"status":"completed"' && break
+    sleep 0.2
+  done
+  .venv/bin/python bench/http/stall.py "$URL" "$DEMIX_BENCH_TOKEN" "/export/stems/$tid" "$stalled" >"$VAR/stall.out" &
+  stall_pid=$!
+  for ((i = 0; i < 100; i++)); do [[ -s "$VAR/stall.out" ]] && break; sleep 0.1; done
+  STALLED_NOTE=$(cat "$VAR/stall.out")
+  run_wrk health_stalled /health
+  run_wrk tracks_stalled "/api/tracks?page_size=20" bench/http/auth.lua
+  kill "$stall_pid" 2>/dev/null || true
+  wait "$stall_pid" 2>/dev/null || true
+fi
+
 field() { sed -n "s#^[[:space:]]*$2[[:space:]]\{1,\}\([^[:space:]]*\).*#\1#p" <<<"${OUT[$1]}" | head -n 1; }
 errors() { grep -E "Non-2xx|Socket errors" <<<"${OUT[$1]}" | tr -s ' ' | paste -sd ';' - || true; }
 row() {
@@ -83,7 +114,7 @@ section=$(cat <<MD
 
 - machine: $CPU, $CORES cores, $MEM RAM; load average before the run: $LOAD; nginx $NGINX, MariaDB $MARIADB; $FCGI_WORKERS demix-fcgi workers, nginx workers auto ($CORES), FastCGI keepalive ${KEEPALIVE:-off}, innodb_flush_log_at_trx_commit $FLUSH
 - date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with local changes)')
-- command: \`bench/http/run.sh --duration $duration --connections $conns --threads $threads${upargs[*]+ ${upargs[*]}}\` (wrk on the same machine, loopback)
+- command: \`bench/http/run.sh --duration $duration --connections $conns --threads $threads$( ((stalled)) && echo " --stalled $stalled")${upargs[*]+ ${upargs[*]}}\` (wrk on the same machine, loopback)
   - ${OUT[health.cmd]}
   - ${OUT[tracks.cmd]} (Authorization: Bearer, 20 tracks per page)
 
@@ -91,6 +122,9 @@ section=$(cat <<MD
 | --- | --- | --- | --- | --- | --- | --- |
 $(row health "GET /health")
 $(row tracks "GET /api/tracks?page_size=20")
+$( ((stalled)) && row health_stalled "GET /health, $stalled stalled archive downloads")
+$( ((stalled)) && row tracks_stalled "GET /api/tracks?page_size=20, $stalled stalled archive downloads")
+$( ((stalled)) && printf '\nThe last two rows: %s (bench/http/stall.py), held open while wrk ran.\n' "$STALLED_NOTE")
 MD
 )
 printf '%s\n' "${OUT[health]}" "" "${OUT[tracks]}"
