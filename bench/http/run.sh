@@ -86,8 +86,9 @@ if ((stalled > 0)); then
   done
   .venv/bin/python bench/http/stall.py "$URL" "$DEMIX_BENCH_TOKEN" "/export/stems/$tid" "$stalled" >"$VAR/stall.out" &
   stall_pid=$!
-  for ((i = 0; i < 100; i++)); do [[ -s "$VAR/stall.out" ]] && break; sleep 0.1; done
+  for ((i = 0; i < 600; i++)); do [[ -s "$VAR/stall.out" ]] && break; sleep 0.1; done
   STALLED_NOTE=$(cat "$VAR/stall.out")
+  [[ -n "$STALLED_NOTE" ]] || { echo "bench/http/run.sh: the stalled downloads did not start" >&2; exit 1; }
   run_wrk health_stalled /health
   run_wrk tracks_stalled "/api/tracks?page_size=20" bench/http/auth.lua
   kill "$stall_pid" 2>/dev/null || true
