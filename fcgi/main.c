@@ -78,37 +78,33 @@ static const char *param(FCGX_Request *fr, const char *name) {
  * (its worker, or the parent, which adopts the senders of a worker that
  * exited: PR_SET_CHILD_SUBREAPER). */
 typedef struct {
-  atomic_int running;
-} sender_board;
-
-typedef struct {
-  sender_board *board;
+  atomic_int *running; /* the shared count */
   int max;
   int listen_fd;
 } senders;
 
-static sender_board *sender_board_of_this_sender; /* set in a sender only */
+static atomic_int *running_of_this_sender; /* set in a sender only */
 
 static void sender_on_term(int sig) {
   (void)sig;
-  atomic_fetch_sub(&sender_board_of_this_sender->running, 1);
+  atomic_fetch_sub(running_of_this_sender, 1);
   _exit(1);
 }
 
 /* A reaped child that a signal ended had not given its place back. */
-static void reaped_sender(sender_board *board, int status) {
-  if (WIFSIGNALED(status)) atomic_fetch_sub(&board->running, 1);
+static void reaped_sender(atomic_int *running, int status) {
+  if (WIFSIGNALED(status)) atomic_fetch_sub(running, 1);
 }
 
 static void reap_senders(senders *s) {
   int status;
-  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(s->board, status);
+  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(s->running, status);
 }
 
 /* 1 when a sender may start (its place taken), 0 when all are busy. */
 static int take_sender(senders *s) {
-  if (atomic_fetch_add(&s->board->running, 1) < s->max) return 1;
-  atomic_fetch_sub(&s->board->running, 1);
+  if (atomic_fetch_add(s->running, 1) < s->max) return 1;
+  atomic_fetch_sub(s->running, 1);
   return 0;
 }
 
@@ -121,13 +117,13 @@ static int take_sender(senders *s) {
 static int hand_off(FCGX_Request *fr, dx_req *r, senders *s) {
   pid_t pid = fork();
   if (pid < 0) {
-    atomic_fetch_sub(&s->board->running, 1);
+    atomic_fetch_sub(s->running, 1);
     DX_WARN("fork for a download: %s; sending it from the responder", strerror(errno));
     return 0;
   }
   if (pid == 0) {
     close(s->listen_fd);
-    sender_board_of_this_sender = s->board;
+    running_of_this_sender = s->running;
     signal(SIGTERM, sender_on_term);
     sigset_t term;
     sigemptyset(&term);
@@ -136,7 +132,7 @@ static int hand_off(FCGX_Request *fr, dx_req *r, senders *s) {
     int rc = dx_resp_send(r, fcgi_write, fr->out);
     FCGX_Finish_r(fr);
     sigprocmask(SIG_BLOCK, &term, NULL); /* the place is given back once */
-    atomic_fetch_sub(&s->board->running, 1);
+    atomic_fetch_sub(s->running, 1);
     _exit(rc ? 1 : 0);
   }
   FCGX_Detach(fr);
@@ -190,7 +186,7 @@ static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
   return 0;
 }
 
-static int worker_main(int listen_fd, const dx_config *cfg, sender_board *board) {
+static int worker_main(int listen_fd, const dx_config *cfg, atomic_int *running) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = worker_on_term;
@@ -213,7 +209,7 @@ static int worker_main(int listen_fd, const dx_config *cfg, sender_board *board)
   if (!pool || FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR)) return 1;
   int errors = 0;
   long served = 0;
-  senders snd = {board, cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1, listen_fd};
+  senders snd = {running, cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1, listen_fd};
   while (!worker_stop && served < WORKER_MAX_REQUESTS) {
     int rc = FCGX_Accept_r(&fr);
     if (rc < 0) {
@@ -269,11 +265,11 @@ static void dirname_of(const char *path, char *out, size_t n) {
   else snprintf(out, n, ".");
 }
 
-static pid_t spawn(int listen_fd, const dx_config *cfg, sender_board *board, const sigset_t *parent_mask) {
+static pid_t spawn(int listen_fd, const dx_config *cfg, atomic_int *running, const sigset_t *parent_mask) {
   pid_t pid = fork();
   if (pid == 0) {
     sigprocmask(SIG_SETMASK, parent_mask, NULL);
-    _exit(worker_main(listen_fd, cfg, board));
+    _exit(worker_main(listen_fd, cfg, running));
   }
   return pid;
 }
@@ -365,9 +361,9 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, &old);
   signal(SIGPIPE, SIG_IGN);
 
-  sender_board *board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (board == MAP_FAILED) {
-    DX_ERROR("cannot map the senders' board: %s", strerror(errno));
+  atomic_int *running = mmap(NULL, sizeof *running, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (running == MAP_FAILED) {
+    DX_ERROR("cannot map the senders' count: %s", strerror(errno));
     unlink(sock_path);
     unlink(pid_path);
     return 1;
@@ -377,7 +373,7 @@ int main(int argc, char **argv) {
   pid_t pids[MAX_WORKERS] = {0};
   double started[MAX_WORKERS] = {0};
   for (int i = 0; i < workers; i++) {
-    pids[i] = spawn(listen_fd, &cfg, board, &old);
+    pids[i] = spawn(listen_fd, &cfg, running, &old);
     started[i] = dx_now();
   }
   DX_INFO("listening on %s with %d workers (pid %d)", sock_path, workers, (int)getpid());
@@ -406,11 +402,11 @@ int main(int argc, char **argv) {
           if (WIFSIGNALED(status)) DX_WARN("worker %d died from signal %d; restarting", (int)pid, WTERMSIG(status));
           else if (!recycled) DX_WARN("worker %d exited with %d; restarting", (int)pid, WEXITSTATUS(status));
           if (!recycled && dx_now() - started[i] < 1.0) sleep(1); /* a worker that dies at once: do not spin */
-          pids[i] = spawn(listen_fd, &cfg, board, &old);
+          pids[i] = spawn(listen_fd, &cfg, running, &old);
           started[i] = dx_now();
         }
       }
-      if (!was_worker) reaped_sender(board, status); /* adopted from a worker that exited */
+      if (!was_worker) reaped_sender(running, status); /* adopted from a worker that exited */
     }
     if (!stopping) continue;
     int alive = 0;

@@ -131,14 +131,13 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   if (channels <= 0 || channels > 64 || samplerate <= 0) return dx_fail(err, DX_ERR_INVALID, "bad channel count or rate");
   dx_audio_writer *w = calloc(1, sizeof *w);
   if (!w) return DX_ERR_NOMEM;
+  w->fd = -1;
   w->block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)channels * sizeof *w->block);
   int sub = fmt & SF_FORMAT_SUBMASK;
   w->int_bits = sub == SF_FORMAT_PCM_16 ? 16 : sub == SF_FORMAT_PCM_24 ? 24 : 0;
   if (w->int_bits) w->int_block = malloc((size_t)DX_AUDIO_BLOCK * (size_t)channels * sizeof *w->int_block);
   if (!w->block || (w->int_bits && !w->int_block)) {
-    free(w->block);
-    free(w->int_block);
-    free(w);
+    writer_free(w);
     return DX_ERR_NOMEM;
   }
   snprintf(w->path, sizeof w->path, "%s", path);
@@ -146,7 +145,6 @@ dx_status dx_audio_writer_open(const char *path, int channels, int samplerate, d
   w->si.channels = channels;
   w->si.samplerate = samplerate;
   w->si.format = fmt;
-  w->fd = -1;
   w->mp3_kbps = DX_MP3_KBPS_DEFAULT;
   w->rescale = (flags & DX_WRITER_RESCALE) != 0;
   w->clamp = (flags & DX_WRITER_CLAMP) != 0;

@@ -304,11 +304,11 @@ static char *parent_of(const char *path) {
 }
 
 /* Where a track's stems are written: with the default pattern their own
- * folder, else a hidden staging folder in OUT/MODEL that they leave for
- * their places once all are done (rename: the stems appear whole, and a
- * failed track leaves nothing). */
-static char *work_dir(const opts *o, char **paths, size_t t) {
-  if (!strcmp(o->filename, DEFAULT_FILENAME)) return parent_of(paths[0]);
+ * folder, else (staged) a hidden staging folder in OUT/MODEL that they
+ * leave for their places once all are done (rename: the stems appear whole,
+ * and a failed track leaves nothing). */
+static char *work_dir(const opts *o, int staged, char **paths, size_t t) {
+  if (!staged) return parent_of(paths[0]);
   size_t n = strlen(o->out) + strlen(o->name) + 64;
   char *d = malloc(n);
   if (d) snprintf(d, n, "%s/%s/.demix-stage-%d-%zu", o->out, o->name, (int)getpid(), t);
@@ -421,6 +421,7 @@ int dx_cmd_separate(int argc, char **argv) {
   dx_cli_inputs_skip(&in, model_out);
   for (int i = 0; i < n_raw && !rc; i++) rc = dx_cli_inputs_add(&in, raw[i]);
   const char *ext = dx_audio_encoding_ext(enc);
+  const int staged = strcmp(o.filename, DEFAULT_FILENAME) != 0; /* --filename: stems moved into place */
   if (!rc && !(paths = stem_paths(&in, &o, names, n_names, ext))) rc = 1;
   if (rc) failures = 1;
   else if (in.unreadable) failures++;
@@ -448,19 +449,19 @@ int dx_cmd_separate(int argc, char **argv) {
     b.last_pct = -1;
     dx_stems info = {0};
     /* streamed: the track is read and its stems written block by block */
-    char *dir = work_dir(&o, tp, t);
+    char *dir = work_dir(&o, staged, tp, t);
     st = dir ? dx_separator_run_file(sep, bes, track, 0, &p, dir, enc, &info, NULL, &err) : DX_ERR_NOMEM;
-    if (st == DX_OK && strcmp(o.filename, DEFAULT_FILENAME)) st = place_stems(dir, tp, names, n_names, ext, &err);
+    if (st == DX_OK && staged) st = place_stems(dir, tp, names, n_names, ext, &err);
     if (b.tty) fputc('\n', stderr);
     if (st != DX_OK) {
       dx_cli_error("%s: %s", track, *err.msg ? err.msg : dx_strerror(st));
       failures++;
-      if (dir && strcmp(o.filename, DEFAULT_FILENAME)) rmdir(dir); /* the staging folder, when empty */
+      if (dir && staged) rmdir(dir); /* the staging folder, when empty */
       free(dir);
       continue;
     }
     fprintf(stderr, "  %.1f s of audio\n", (double)info.frames / info.samplerate);
-    if (!strcmp(o.filename, DEFAULT_FILENAME))
+    if (!staged)
       fprintf(stderr, "  %d stems in %s (%.1f s)\n", n_names, dir, dx_now() - b.t0);
     else
       fprintf(stderr, "  %d stems: %s ... (%.1f s)\n", n_names, tp[0], dx_now() - b.t0);

@@ -42,11 +42,16 @@ static float *load_stem(const char *rel, size_t *frames) {
   return a.data;
 }
 
-static long long mtime_ns(const char *rel) {
+/* stat of tmp/rel: 0, or -1 when it is not there */
+static int stat_rel(const char *rel, struct stat *sb) {
   char path[512];
-  struct stat sb;
   snprintf(path, sizeof path, "%s/%s", tmp, rel);
-  if (stat(path, &sb) != 0) return -1;
+  return stat(path, sb);
+}
+
+static long long mtime_ns(const char *rel) {
+  struct stat sb;
+  if (stat_rel(rel, &sb) != 0) return -1;
   return (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
 }
 
@@ -173,10 +178,8 @@ DX_TEST(two_stems_and_hpss) {
 }
 
 static long long file_size(const char *rel) {
-  char path[512];
   struct stat sb;
-  snprintf(path, sizeof path, "%s/%s", tmp, rel);
-  return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+  return stat_rel(rel, &sb) == 0 ? (long long)sb.st_size : -1;
 }
 
 /* --mp3 writes constant bit rate MP3: 320 kbps as the official tool does
