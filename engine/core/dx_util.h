@@ -40,6 +40,12 @@ int dx_scratch_open(const char *dir, const char *hint);
 int dx_write_all(int fd, const void *buf, size_t n);
 int dx_pread_all(int fd, void *buf, size_t n, long long off);
 
+/* fn on each of n tasks side by side: tasks[0] on the calling thread, the
+ * others on threads of their own (a task whose thread cannot start runs
+ * on the calling thread instead); returns when all are done. tasks points
+ * to n items of size bytes each. */
+void dx_run_side_by_side(void *(*fn)(void *), void *tasks, size_t size, int n);
+
 /* IEEE half-precision bits to float (model files and reference tensors). */
 float dx_half_to_float(uint16_t h);
 

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -111,6 +112,19 @@ int dx_pread_all(int fd, void *buf, size_t n, long long off) {
     off += r;
   }
   return 0;
+}
+
+void dx_run_side_by_side(void *(*fn)(void *), void *tasks, size_t size, int n) {
+  if (n <= 0) return;
+  pthread_t th[n];
+  int started[n];
+  char *t = tasks;
+  for (int k = 1; k < n; k++) started[k] = pthread_create(&th[k], NULL, fn, t + (size_t)k * size) == 0;
+  fn(t);
+  for (int k = 1; k < n; k++) {
+    if (started[k]) pthread_join(th[k], NULL);
+    else fn(t + (size_t)k * size);
+  }
 }
 
 dx_status dx_read_file(const char *path, char **data, size_t *n) {

@@ -21,9 +21,10 @@
 #include "dx_apply.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "dx_util.h"
 
 /* ---- shift generator: MT19937 as CPython's random module ---- */
 
@@ -355,17 +356,9 @@ static dx_status run_all(run_state *rs, pass *ps, int n_pass, chunk_buf *bufs, i
     }
     if (batch == 0) break;
     fwd_task tasks[batch];
-    pthread_t th[batch];
-    int started[batch];
-    for (int i = 0; i < batch; i++) {
+    for (int i = 0; i < batch; i++)
       tasks[i] = (fwd_task){ps[bufs[i].pass].m, i, bufs[i].in, bufs[i].run, bufs[i].out, DX_OK, {{0}}};
-      started[i] = 0;
-      if (batch > 1 && i > 0 && pthread_create(&th[i], NULL, fwd_thread, &tasks[i]) == 0) started[i] = 1;
-    }
-    for (int i = 0; i < batch; i++)
-      if (!started[i]) fwd_thread(&tasks[i]);
-    for (int i = 0; i < batch; i++)
-      if (started[i]) pthread_join(th[i], NULL);
+    dx_run_side_by_side(fwd_thread, tasks, sizeof *tasks, batch);
     for (int i = 0; i < batch; i++)
       if (tasks[i].st != DX_OK) {
         if (err) *err = tasks[i].err;

@@ -17,10 +17,11 @@
 #include <fftw3.h>
 #include <float.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "dx_util.h"
 
 #define BLOCK_FRAMES 256
 
@@ -327,21 +328,11 @@ dx_status dx_hpss_stream(int channels, const dx_apply_io *io, const dx_hpss_para
       break;
     for (size_t c0 = 0; c0 < C && st == DX_OK; c0 += (size_t)n_lanes) {
       lane_job jobs[MAX_LANES];
-      pthread_t th[MAX_LANES];
-      int started[MAX_LANES] = {0};
       int n = (int)(C - c0 < (size_t)n_lanes ? C - c0 : (size_t)n_lanes);
       for (int l = 0; l < n; l++)
         jobs[l] = (lane_job){p, &lanes[l], xin + (c0 + l) * span, o.h + (c0 + l) * o.R, f0, f1, e0, e1, x0, nF,
                              length, o.R};
-      /* lane 0 in this thread; a lane whose thread cannot start runs here too */
-      for (int l = 1; l < n; l++) started[l] = pthread_create(&th[l], NULL, lane_thread, &jobs[l]) == 0;
-      lane_block(&jobs[0]);
-      for (int l = 1; l < n; l++) {
-        if (started[l])
-          pthread_join(th[l], NULL);
-        else
-          lane_block(&jobs[l]);
-      }
+      dx_run_side_by_side(lane_thread, jobs, sizeof *jobs, n);
       done += (size_t)n;
       if (p->progress && p->progress(p->progress_user, done, total))
         st = dx_fail(err, DX_ERR_CANCELLED, "separation cancelled");

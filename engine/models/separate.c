@@ -392,17 +392,11 @@ static void *close_one(void *arg) {
  * says which made it. The first failure's status and message. */
 static dx_status close_writers(dx_audio_writer **w, int n, int *closed, dx_errbuf *err) {
   closing c[DX_STEMS_MAX];
-  pthread_t th[DX_STEMS_MAX];
-  int started[DX_STEMS_MAX] = {0};
   for (int k = 0; k < n; k++) {
     c[k] = (closing){w[k], DX_OK, {{0}}};
     w[k] = NULL;
-    if (k > 0 && pthread_create(&th[k], NULL, close_one, &c[k]) == 0) started[k] = 1;
   }
-  for (int k = 0; k < n; k++) {
-    if (started[k]) pthread_join(th[k], NULL);
-    else close_one(&c[k]);
-  }
+  dx_run_side_by_side(close_one, c, sizeof *c, n);
   dx_status st = DX_OK;
   for (int k = 0; k < n; k++) {
     closed[k] = c[k].st == DX_OK;
