@@ -188,11 +188,31 @@ dx_status dx_send_stems_archive(dx_req *r, const char *job_id, const char *downl
  * DX_ERR_NOT_FOUND. *out is a new object the caller hands on or puts. */
 dx_status dx_track_json(dx_req *r, const char *track_id, json_object **out);
 
-/* Queue a job of type (params_json: an object or NULL) for a track the
- * caller may see, wake the engine and answer 202
- * {"data": {"job_id", "track_id", "status": "queued"}} with a Location
- * header. DX_ERR_NOT_FOUND for an unknown or foreign track. */
-dx_status dx_job_submit(dx_req *r, const char *track_id, const char *type, const char *params_json);
+/* The tracks a job request names: "track_id" (one, answered as one job) or
+ * "track_ids" (a bulk request: 1 to DX_BULK_TRACKS distinct ids, answered
+ * as a list of jobs). Field errors are recorded with dx_valid_add. */
+#define DX_BULK_TRACKS 100
+typedef struct {
+  const char *ids[DX_BULK_TRACKS];
+  int n;
+  int bulk;
+} dx_track_ids;
+void dx_track_ids_parse(dx_req *r, dx_track_ids *out);
+/* 1 when the caller may see every track of t; else 0 and *st is what the
+ * handler returns: DX_ERR_NOT_FOUND for one track, for a bulk request the
+ * 404 already answered with the unknown ids in details.track_ids. */
+int dx_track_ids_visible(dx_req *r, const dx_track_ids *t, dx_status *st);
+
+/* Queue a job of type (params_json: an object or NULL) for each of t's
+ * tracks, all or none: every track must be one the caller may see
+ * (dx_track_ids_visible) and the jobs go in in one transaction, so the engines take them in
+ * consecutive turns of the caller's (dx_job_enqueue). Wakes the engine and
+ * answers 202: one track {"data": {"job_id", "track_id", ...extra,
+ * "status": "queued"}} with a Location header (location_prefix + job id);
+ * a bulk request {"data": {"jobs": [such objects]}}. extra (may be NULL,
+ * not taken) holds the fields every job's object repeats. */
+dx_status dx_jobs_submit(dx_req *r, const dx_track_ids *t, const char *type, const char *params_json,
+                         json_object *extra, const char *location_prefix);
 
 /* JSON from database text: NULL gives null. */
 json_object *dx_json_str(const char *s);

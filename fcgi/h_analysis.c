@@ -1,7 +1,9 @@
 /* h_analysis.c: audio analysis routes.
  *   POST /api/analysis/analyze {track_id, features?: ["tempo", "key", "energy",
  *        "spectral", "mfcc", "chroma", "loudness" | "all"]} (heavy rate limit)
- *        -> 202 {"data": {job_id, track_id, status: "queued"}}
+ *        -> 202 {"data": {job_id, track_id, status: "queued"}}; with
+ *        track_ids (up to 100) instead of track_id, one job per track:
+ *        -> 202 {"data": {"jobs": [{job_id, track_id, status}, ...]}}
  *   GET  /api/analysis/job/:id -> {id, track_id, status, progress, features,
  *        result (when completed, else null), error, created_at, finished_at}
  *   GET  /api/analysis/:track_id -> the track's latest stored analysis
@@ -19,11 +21,8 @@
 
 dx_status dx_h_analysis_analyze(dx_req *r) {
   json_object *v;
-  const char *track_id = NULL;
-  if (json_object_object_get_ex(r->body, "track_id", &v) && json_object_is_type(v, json_type_string))
-    track_id = json_object_get_string(v);
-  else
-    dx_valid_add(r, "track_id", "is required (a track id)");
+  dx_track_ids t;
+  dx_track_ids_parse(r, &t);
   unsigned mask = 0;
   if (json_object_object_get_ex(r->body, "features", &v) && !json_object_is_type(v, json_type_null)) {
     if (!json_object_is_type(v, json_type_array)) {
@@ -53,7 +52,7 @@ dx_status dx_h_analysis_analyze(dx_req *r) {
   json_object_object_add(params, "features", list);
   char *pj = dx_pool_strdup(r->pool, json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
   json_object_put(params);
-  return dx_job_submit(r, track_id, "analyze", pj);
+  return dx_jobs_submit(r, &t, "analyze", pj, NULL, "/api/analysis/job/");
 }
 
 dx_status dx_h_analysis_job(dx_req *r) {

@@ -112,25 +112,128 @@ static dx_status enqueue_for_track(dx_req *r, const char *type) {
     if (strcmp(name, "track_id")) dx_valid_add(r, name, "unknown field");
   }
   if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
-  return dx_job_submit(r, json_object_get_string(v), type, NULL);
+  dx_track_ids t = {.ids = {json_object_get_string(v)}, .n = 1};
+  return dx_jobs_submit(r, &t, type, NULL, NULL, "/api/jobs/");
 }
 
-dx_status dx_job_submit(dx_req *r, const char *track_id, const char *type, const char *params_json) {
-  dx_status st = dx_track_visible(r, track_id);
-  if (st != DX_OK) return st;
-  char job_id[DX_UUID_LEN];
-  dx_errbuf e;
-  st = dx_job_enqueue(r->db, r->user.id, track_id, type, params_json, r->cfg->max_attempts, job_id, &e);
-  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "track not found");
-  if (st != DX_OK) return dx_fail(&r->err, st == DX_ERR_DB ? DX_ERR_DB : DX_ERR_INTERNAL, "enqueue: %s", e.msg);
-  dx_job_wake(r->cfg->engine_socket);
+static int present(json_object *body, const char *key, json_object **v) {
+  return json_object_object_get_ex(body, key, v) && !json_object_is_type(*v, json_type_null);
+}
+
+void dx_track_ids_parse(dx_req *r, dx_track_ids *out) {
+  memset(out, 0, sizeof *out);
+  json_object *one = NULL, *many = NULL;
+  int has_one = present(r->body, "track_id", &one), has_many = present(r->body, "track_ids", &many);
+  if (has_one && has_many) {
+    dx_valid_add(r, "track_ids", "give track_id or track_ids, not both");
+    return;
+  }
+  if (!has_many) {
+    if (has_one && json_object_is_type(one, json_type_string)) {
+      out->ids[0] = json_object_get_string(one);
+      out->n = 1;
+    } else {
+      dx_valid_add(r, "track_id", "is required (a track id), or track_ids (a list of them)");
+    }
+    return;
+  }
+  out->bulk = 1;
+  size_t n = json_object_is_type(many, json_type_array) ? json_object_array_length(many) : 0;
+  if (!json_object_is_type(many, json_type_array) || n < 1 || n > DX_BULK_TRACKS) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "must be a list of 1 to %d track ids", DX_BULK_TRACKS);
+    dx_valid_add(r, "track_ids", msg);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_object *e = json_object_array_get_idx(many, i);
+    if (!json_object_is_type(e, json_type_string)) {
+      dx_valid_add(r, "track_ids", "must be a list of track ids");
+      return;
+    }
+    const char *id = json_object_get_string(e);
+    for (int k = 0; k < out->n; k++)
+      if (!strcmp(out->ids[k], id)) {
+        dx_valid_add(r, "track_ids", "must not name a track twice");
+        return;
+      }
+    out->ids[out->n++] = id;
+  }
+}
+
+/* 404 for a bulk request: {"error", "code": "NOT_FOUND", "details": {"track_ids": [...]}}. */
+static dx_status tracks_not_found(dx_req *r, json_object *missing) {
+  json_object *o = json_object_new_object(), *det = json_object_new_object();
+  char msg[96];
+  snprintf(msg, sizeof msg, "%zu of the tracks not found; no job was queued", json_object_array_length(missing));
+  json_object_object_add(o, "error", json_object_new_string(msg));
+  json_object_object_add(o, "code", json_object_new_string("NOT_FOUND"));
+  json_object_object_add(det, "track_ids", missing);
+  json_object_object_add(o, "details", det);
+  const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+  dx_status st = dx_resp_raw(r, 404, "application/json", s, strlen(s));
+  json_object_put(o);
+  return st;
+}
+
+static json_object *queued_json(const char *job_id, const char *track_id, json_object *extra) {
   json_object *d = json_object_new_object();
   json_object_object_add(d, "job_id", json_object_new_string(job_id));
   json_object_object_add(d, "track_id", json_object_new_string(track_id));
+  if (extra) {
+    json_object_object_foreach(extra, k, v) json_object_object_add(d, k, json_object_get(v));
+  }
   json_object_object_add(d, "status", json_object_new_string("queued"));
-  char loc[64];
-  snprintf(loc, sizeof loc, "/api/jobs/%s", job_id);
-  dx_resp_header(r, "Location", loc);
+  return d;
+}
+
+int dx_track_ids_visible(dx_req *r, const dx_track_ids *t, dx_status *st) {
+  json_object *missing = json_object_new_array();
+  for (int i = 0; i < t->n; i++) {
+    if ((*st = dx_track_visible(r, t->ids[i])) == DX_ERR_NOT_FOUND && t->bulk) {
+      json_object_array_add(missing, json_object_new_string(t->ids[i]));
+    } else if (*st != DX_OK) {
+      json_object_put(missing);
+      return 0;
+    }
+  }
+  if (json_object_array_length(missing)) {
+    *st = tracks_not_found(r, missing);
+    return 0;
+  }
+  json_object_put(missing);
+  *st = DX_OK;
+  return 1;
+}
+
+dx_status dx_jobs_submit(dx_req *r, const dx_track_ids *t, const char *type, const char *params_json,
+                         json_object *extra, const char *location_prefix) {
+  dx_status st;
+  if (!dx_track_ids_visible(r, t, &st)) return st;
+
+  char(*job_ids)[DX_UUID_LEN] = dx_pool_calloc(r->pool, (size_t)t->n * DX_UUID_LEN);
+  if (!job_ids) return dx_fail(&r->err, DX_ERR_NOMEM, "out of memory");
+  dx_errbuf e;
+  if ((st = dx_db_begin(r->db, &e)) != DX_OK) return dx_fail(&r->err, DX_ERR_DB, "enqueue: %s", e.msg);
+  for (int i = 0; i < t->n && st == DX_OK; i++)
+    st = dx_job_enqueue(r->db, r->user.id, t->ids[i], type, params_json, r->cfg->max_attempts, job_ids[i], &e);
+  if (st == DX_OK) st = dx_db_commit(r->db, &e);
+  if (st != DX_OK) {
+    dx_db_rollback(r->db);
+    /* a track deleted since it was checked */
+    if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "track not found");
+    return dx_fail(&r->err, st == DX_ERR_DB ? DX_ERR_DB : DX_ERR_INTERNAL, "enqueue: %s", e.msg);
+  }
+  dx_job_wake(r->cfg->engine_socket);
+  if (!t->bulk) {
+    char loc[96];
+    snprintf(loc, sizeof loc, "%s%s", location_prefix, job_ids[0]);
+    dx_resp_header(r, "Location", loc);
+    return dx_resp_json(r, 202, queued_json(job_ids[0], t->ids[0], extra));
+  }
+  json_object *jobs = json_object_new_array(), *d = json_object_new_object();
+  for (int i = 0; i < t->n; i++) json_object_array_add(jobs, queued_json(job_ids[i], t->ids[i], extra));
+  json_object_object_add(d, "jobs", jobs);
   return dx_resp_json(r, 202, d);
 }
 

@@ -1,7 +1,9 @@
 /* h_processing.c: stem separation routes.
  *   POST /api/processing/separate {track_id, model, engine, shifts?, overlap?, seed?, two_stems?, format?}
  *        -> 202 {"data": {job_id, track_id, model, format, status: "queued"}}
- *        format: wav (default), flac or mp3
+ *        format: wav (default), flac or mp3; with track_ids (up to 100)
+ *        instead of track_id, one job per track with the same settings:
+ *        -> 202 {"data": {"jobs": [{job_id, track_id, model, format, status}, ...]}}
  *   GET  /api/processing/job/:id -> {id, status, progress, model, format, stems, archive_url, error}
  *        each stem has url (/export/stem/<id>) and file_url
  *        (/files/stems/<job_id>/<stem>.<format>); archive_url is
@@ -69,14 +71,12 @@ static dx_status not_installed(dx_req *r, const char *name) {
 
 dx_status dx_h_processing_separate(dx_req *r) {
   json_object *v;
-  const char *track_id = NULL, *model = "htdemucs", *engine = "local", *two = NULL, *format = "wav";
+  const char *model = "htdemucs", *engine = "local", *two = NULL, *format = "wav";
   int shifts = 1;
   double overlap = 0.25;
   long long seed = 0;
-  if (json_object_object_get_ex(r->body, "track_id", &v) && json_object_is_type(v, json_type_string))
-    track_id = json_object_get_string(v);
-  else
-    dx_valid_add(r, "track_id", "is required (a track id)");
+  dx_track_ids t;
+  dx_track_ids_parse(r, &t);
   if (json_object_object_get_ex(r->body, "model", &v) && !json_object_is_type(v, json_type_null)) {
     if (json_object_is_type(v, json_type_string))
       model = json_object_get_string(v);
@@ -138,8 +138,8 @@ dx_status dx_h_processing_separate(dx_req *r) {
       return DX_ERR_VALIDATION_ERROR;
     }
   }
-  dx_status st = dx_track_visible(r, track_id);
-  if (st != DX_OK) return st;
+  dx_status st;
+  if (!dx_track_ids_visible(r, &t, &st)) return st;
   if (!e.installed) return not_installed(r, model);
 
   json_object *params = json_object_new_object();
@@ -152,22 +152,12 @@ dx_status dx_h_processing_separate(dx_req *r) {
   json_object_object_add(params, "format", json_object_new_string(format));
   char *pj = dx_pool_strdup(r->pool, json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
   json_object_put(params);
-  char job_id[DX_UUID_LEN];
-  dx_errbuf e2;
-  st = dx_job_enqueue(r->db, r->user.id, track_id, "separate", pj, r->cfg->max_attempts, job_id, &e2);
-  if (st == DX_ERR_NOT_FOUND) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "track not found");
-  if (st != DX_OK) return dx_fail(&r->err, st == DX_ERR_DB ? DX_ERR_DB : DX_ERR_INTERNAL, "enqueue: %s", e2.msg);
-  dx_job_wake(r->cfg->engine_socket);
-  json_object *d = json_object_new_object();
-  json_object_object_add(d, "job_id", json_object_new_string(job_id));
-  json_object_object_add(d, "track_id", json_object_new_string(track_id));
-  json_object_object_add(d, "model", json_object_new_string(model));
-  json_object_object_add(d, "format", json_object_new_string(format));
-  json_object_object_add(d, "status", json_object_new_string("queued"));
-  char loc[80];
-  snprintf(loc, sizeof loc, "/api/processing/job/%s", job_id);
-  dx_resp_header(r, "Location", loc);
-  return dx_resp_json(r, 202, d);
+  json_object *extra = json_object_new_object();
+  json_object_object_add(extra, "model", json_object_new_string(model));
+  json_object_object_add(extra, "format", json_object_new_string(format));
+  st = dx_jobs_submit(r, &t, "separate", pj, extra, "/api/processing/job/");
+  json_object_put(extra);
+  return st;
 }
 
 /* The stem records of a job, with download URLs. */

@@ -88,7 +88,7 @@ static int walk(dx_cli_inputs *l, const char *dir, const char *rel, int depth) {
     if (!rc && !(names[n++] = strdup(e->d_name))) rc = -1;
   }
   closedir(d);
-  if (!rc) qsort(names, n, sizeof *names, cmp_name);
+  if (!rc && n) qsort(names, n, sizeof *names, cmp_name);
   for (size_t i = 0; i < n && !rc; i++) {
     size_t lp = strlen(dir) + strlen(names[i]) + 2, lr = strlen(rel) + strlen(names[i]) + 2;
     char *path = malloc(lp), *sub = malloc(lr);

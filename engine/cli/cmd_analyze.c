@@ -224,6 +224,12 @@ static void usage(FILE *f) {
              " [--features tempo,key,energy,spectral,mfcc,chroma,loudness|all] [--device cpu|cuda|auto] [-j N]\n");
 }
 
+/* Leave the command with rc, freeing the inputs gathered so far. */
+static int quit(dx_cli_inputs *files, int rc) {
+  dx_cli_inputs_free(files);
+  return rc;
+}
+
 int dx_cmd_analyze(int argc, char **argv) {
   out_mode mode = OUT_TEXT;
   int jobs = 1;
@@ -236,8 +242,7 @@ int dx_cmd_analyze(int argc, char **argv) {
       out_mode m = a[2] == 'c' ? OUT_CSV : a[6] == 'l' ? OUT_JSONL : OUT_JSON;
       if (mode != OUT_TEXT && mode != m) {
         dx_cli_error("--json, --jsonl and --csv exclude each other");
-        dx_cli_inputs_free(&files);
-        return 2;
+        return quit(&files, 2);
       }
       mode = m;
     } else if (!strncmp(a, "-j", 2) && (a[2] || i + 1 < argc)) {
@@ -246,12 +251,12 @@ int dx_cmd_analyze(int argc, char **argv) {
       long j = strtol(v, &end, 10);
       if (*end || j < 1 || j > 256) {
         dx_cli_error("-j takes a number of workers (1-256)");
-        return 2;
+        return quit(&files, 2);
       }
       jobs = (int)j;
     } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
-      return 0;
+      return quit(&files, 0);
     } else if (!strncmp(a, "--features", 10) || !strncmp(a, "--device", 8)) {
       const char *name = a[2] == 'f' ? "--features" : "--device";
       const char *v = NULL;
@@ -262,7 +267,7 @@ int dx_cmd_analyze(int argc, char **argv) {
         v = argv[++i];
       if (!v || (a[nl] != 0 && a[nl] != '=')) {
         usage(stderr);
-        return 2;
+        return quit(&files, 2);
       }
       if (a[2] == 'f')
         features = v;
@@ -271,10 +276,9 @@ int dx_cmd_analyze(int argc, char **argv) {
     } else if (a[0] == '-' && a[1]) {
       dx_cli_error("unknown option '%s'", a);
       usage(stderr);
-      return 2;
+      return quit(&files, 2);
     } else if (dx_cli_inputs_add(&files, a) != 0) {
-      dx_cli_inputs_free(&files);
-      return 1;
+      return quit(&files, 1);
     }
   }
   if (files.unreadable) rc = 1;
@@ -282,16 +286,16 @@ int dx_cmd_analyze(int argc, char **argv) {
   if (!files.n && !rc) {
     dx_cli_error("no audio files given");
     usage(stderr);
-    return 2;
+    return quit(&files, 2);
   }
   unsigned mask = 0;
   dx_errbuf err = {{0}};
   if (dx_analysis_features_parse(features, &mask, &err) != DX_OK) {
     dx_cli_error("%s", err.msg);
-    return 2;
+    return quit(&files, 2);
   }
   dx_config cfg;
-  if (dx_cli_config(&cfg)) return 1;
+  if (dx_cli_config(&cfg)) return quit(&files, 1);
   if (!device) device = cfg.device[0] ? cfg.device : "auto";
 
   if ((size_t)jobs > files.n) jobs = files.n ? (int)files.n : 1;

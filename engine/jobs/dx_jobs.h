@@ -31,7 +31,12 @@ typedef struct {
 
 void dx_job_clear(dx_job *job); /* frees params_json */
 
-/* Insert a queued job; id_out receives its id. params_json may be NULL
+/* Insert a queued job; id_out receives its id. Engines take jobs in turns,
+ * one per user per turn (schema/007_job_turns.sql): the job's turn is the
+ * later of the turn being served and one past its user's latest queued or
+ * running job, so a user's thousandth job waits for the others' first ones
+ * and not the reverse. Inside a caller's transaction, a run of enqueues for
+ * one user takes consecutive turns. params_json may be NULL
  * (stored as "{}"); otherwise it must be a JSON object (DX_ERR_PARSE, checked
  * with json-c). type is [a-z0-9_], 1-31 chars (DX_ERR_INVALID). track_id may
  * be NULL or "". max_attempts <= 0 means 3. DX_ERR_NOT_FOUND when user_id or
@@ -59,7 +64,8 @@ int dx_job_wake_wait(int fd, int timeout_ms);
  * the rare case the job kept changing state under it (try again). */
 dx_status dx_job_cancel(dx_db *db, const char *job_id, const char *user_id, dx_errbuf *err);
 
-/* Claim the oldest runnable job (status queued, run_after <= now) of one of
+/* Claim the runnable job (status queued, run_after <= now) of the lowest
+ * turn, the oldest of that turn (see dx_job_enqueue), of one of
  * types (NULL-terminated; NULL for any) with SELECT ... FOR UPDATE SKIP
  * LOCKED in one READ COMMITTED transaction, mark it running under owner with
  * a lease of lease_seconds, set started_at and count the attempt (out->attempts

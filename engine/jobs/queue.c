@@ -65,10 +65,23 @@ dx_status dx_job_enqueue(dx_db *db, const char *user_id, const char *track_id, c
   char id[DX_UUID_LEN];
   dx_status st = dx_uuid(id);
   if (st != DX_OK) return dx_fail(err, st, "cannot make a job id");
+  /* The job's turn (schema/007_job_turns.sql): the later of the turn being
+   * served (the lowest queued, or with none queued the highest running) and
+   * one past its user's latest queued or running job. Two enqueues of one
+   * user at the same moment may share a turn; that only lets the pair run
+   * side by side. */
+  long long turn = 0;
+  st = dx_db_query_ll(db, &turn, err,
+                      "SELECT GREATEST(COALESCE((SELECT MIN(queue_turn) FROM jobs WHERE status = 'queued'),"
+                      " (SELECT MAX(queue_turn) FROM jobs WHERE status = 'running'), 0),"
+                      " COALESCE((SELECT MAX(queue_turn) + 1 FROM jobs"
+                      " WHERE user_id = %s AND status IN ('queued', 'running')), 0))",
+                      user_id);
+  if (st != DX_OK) return st;
   st = dx_db_exec(db, NULL, err,
-                  "INSERT INTO jobs (id, user_id, track_id, type, params, max_attempts, run_after, created_at)"
-                  " VALUES (%s, %s, %s, %s, %s, %d, UTC_TIMESTAMP(3), UTC_TIMESTAMP(3))",
-                  id, user_id, track_id, type, params_json, max_attempts);
+                  "INSERT INTO jobs (id, user_id, track_id, type, params, max_attempts, run_after, queue_turn, created_at)"
+                  " VALUES (%s, %s, %s, %s, %s, %d, UTC_TIMESTAMP(3), %lld, UTC_TIMESTAMP(3))",
+                  id, user_id, track_id, type, params_json, max_attempts, turn);
   if (st != DX_OK) {
     unsigned e = mysql_errno(dx_db_handle(db));
     if (e == ER_NO_REFERENCED_ROW_2 || e == ER_NO_REFERENCED_ROW)
@@ -138,7 +151,8 @@ dx_status dx_job_claim(dx_db *db, const char *owner, int lease_seconds, const ch
   if (lease_seconds < 1) lease_seconds = 1;
   /* READ COMMITTED: no gap locks, so enqueues and other claims never wait on
    * us. The scan must follow jobs_claim in order (no filesort): a filesort
-   * would lock every queued row and leave other claimers nothing to take. */
+   * would lock every queued row and leave other claimers nothing to take.
+   * Lowest turn first (users take turns, see dx_job_enqueue), then oldest. */
   if ((st = dx_db_exec(db, NULL, err, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED")) != DX_OK) return st;
   if ((st = dx_db_begin(db, err)) != DX_OK) return st;
   MYSQL_RES *res = NULL;
@@ -146,7 +160,7 @@ dx_status dx_job_claim(dx_db *db, const char *owner, int lease_seconds, const ch
                    "SELECT id, user_id, track_id, type, params, attempts, max_attempts FROM jobs FORCE INDEX (jobs_claim)"
                    " WHERE status = 'queued' AND run_after <= UTC_TIMESTAMP(3)"
                    " AND (%s = '' OR FIND_IN_SET(type, %s) > 0)"
-                   " ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                   " ORDER BY queue_turn, run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED",
                    csv, csv);
   if (st != DX_OK) {
     dx_db_rollback(db);

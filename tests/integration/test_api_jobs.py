@@ -1,5 +1,5 @@
 """Jobs through nginx: a probe job runs on the stack's demixd; listing,
-ownership and cancelling a queued job."""
+ownership and cancelling a queued job; users take turns at the engines."""
 
 import pytest
 
@@ -63,3 +63,27 @@ def test_cancel_queued_job(stack, token, audio, upload, no_stack_demixd):
     assert got["status"] == "cancelled"
     row = stack.sql(f"SELECT status, cancel_requested FROM jobs WHERE id = '{j['job_id']}'")
     assert row == [("cancelled", "1")] or row[0][0] == "cancelled"
+
+
+def test_users_take_turns(stack, token, audio, upload, no_stack_demixd, spawn_demixd):
+    """A user's bulk request does not hold back another user's job queued
+    after it: with one engine worker, the engines take one job per user per
+    turn, so the second user's job runs second, not after the whole batch."""
+    batch, single = token(), token()
+    ids = [_data(upload(batch, audio("wav", seconds=1.0 + 0.1 * i)), 201)["id"] for i in range(4)]
+    mine = _data(upload(single, audio("wav", seconds=1.0)), 201)["id"]
+    jobs = _data(stack.post("/api/analysis/analyze", token=batch, json={"track_ids": ids, "features": ["tempo"]}),
+                 202)["jobs"]
+    assert [j["track_id"] for j in jobs] == ids
+    r = stack.post("/api/analysis/analyze", token=single, json={"track_id": mine, "features": ["tempo"]})
+    late = _data(r, 202)
+    assert r.headers["Location"] == f"/api/analysis/job/{late['job_id']}"
+    engine = spawn_demixd(args=["--workers", "1"])
+    done = {}
+    for tok, j in [(batch, j) for j in jobs] + [(single, late)]:
+        done[j["job_id"]] = _wait_job(stack, tok, j["job_id"])
+        assert done[j["job_id"]]["status"] == "completed", done[j["job_id"]]
+        assert "tempo" in done[j["job_id"]]["result"]
+    assert engine.poll() is None
+    order = sorted(done, key=lambda k: done[k]["started_at"])
+    assert order == [jobs[0]["job_id"], late["job_id"]] + [j["job_id"] for j in jobs[1:]], order

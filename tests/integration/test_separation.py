@@ -12,8 +12,9 @@ MODEL_NOT_INSTALLED; a corrupt checkpoint fails its job with a clear error
 and the engine keeps serving; the kit's separate case of each graph family
 (HTDemucs, HDemucs, time-only Demucs), uploaded and separated through the
 API, gives the official stems; the same job twice at once (the engine's two
-workers sharing the CPU ops' pool) gives the same stem bytes. Also `demix
-separate -n hpss` against librosa."""
+workers sharing the CPU ops' pool) gives the same stem bytes; track_ids
+queues a job per track, all or none. Also `demix separate -n hpss` against
+librosa."""
 
 import io
 import json
@@ -453,6 +454,57 @@ def test_request_errors(stack, token, upload, tmp_path):
     assert r.headers["Content-Type"].startswith("application/json")
     r = stack.get(f"/export/stems/{uuid.uuid4()}", token=tok)
     assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text
+
+
+def _job_count(stack, tok):
+    return stack.get("/api/jobs", token=tok).json()["meta"]["total_count"]
+
+
+def test_bulk_separation(stack, token, upload, tmp_path):
+    """track_ids queues one job per track with the same settings, all or none."""
+    user = f"bulk-{uuid.uuid4().hex[:8]}"
+    tok = token(user=user)
+    ids = [_data(upload(tok, _music(tmp_path / f"b{i}.wav", seconds=1.0 + 0.5 * i)), 201)["id"] for i in range(3)]
+    r = stack.post("/api/processing/separate", token=tok,
+                   json={"track_ids": ids, "model": "hpss", "format": "flac", "seed": 3})
+    jobs = _data(r, 202)["jobs"]
+    assert "Location" not in r.headers
+    assert [j["track_id"] for j in jobs] == ids
+    assert all(j["model"] == "hpss" and j["format"] == "flac" and j["status"] == "queued" for j in jobs)
+    assert len({j["job_id"] for j in jobs}) == 3
+    for i, j in enumerate(jobs):
+        done = _wait(stack, tok, j["job_id"])
+        assert done["status"] == "completed", done
+        assert done["format"] == "flac" and {s["stem"] for s in done["stems"]} == {"harmonic", "percussive"}
+        assert all(s["duration"] == pytest.approx(1.0 + 0.5 * i, abs=1e-3) for s in done["stems"])
+        assert _data(stack.get(f"/api/jobs/{j['job_id']}", token=tok), 200)["params"]["seed"] == 3
+    assert _job_count(stack, tok) == 3
+
+    # all or none: an unknown track, or another user's, is named and nothing is queued
+    other = token()
+    theirs = _data(upload(other, _music(tmp_path / "o.wav", seconds=0.5)), 201)["id"]
+    missing = str(uuid.uuid4())
+    r = stack.post("/api/processing/separate", token=tok, json={"track_ids": [ids[0], missing, theirs], "model": "hpss"})
+    assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text
+    assert r.json()["details"]["track_ids"] == [missing, theirs]
+    assert _job_count(stack, tok) == 3
+    tok2 = token(user=None)  # a fresh api_heavy window for the refusals
+    for body in ({"track_ids": []}, {"track_ids": ids[0]}, {"track_ids": [ids[0], ids[0]]}, {"track_ids": [1]},
+                 {"track_ids": [str(uuid.uuid4()) for _ in range(101)]},
+                 {"track_id": ids[0], "track_ids": [ids[1]]}, {"track_ids": ids, "format": "ogg"}):
+        r = stack.post("/api/processing/separate", token=tok2, json={"model": "hpss", **body})
+        assert r.status_code == 422 and r.json()["code"] == "VALIDATION_ERROR", (body, r.text)
+        assert set(r.json()["details"]) <= {"track_ids", "format"}, r.text
+    # one heavy request however many tracks: the bucket counts requests
+    tok3 = token(user=user)
+    got = []
+    for n in (3, 2):
+        r = stack.post("/api/processing/separate", token=tok3, json={"track_ids": ids[:n], "model": "hpss"})
+        assert len(_data(r, 202)["jobs"]) == n
+        got.append((int(r.headers["X-RateLimit-Remaining"]), int(r.headers["X-RateLimit-Reset"])))
+    if got[0][1] == got[1][1]:  # both in one window
+        assert got[0][0] - got[1][0] == 1, got
+    assert _job_count(stack, tok) == 8
 
 
 def test_corrupt_checkpoint_fails_job_engine_survives(stack, token, upload, tmp_path):

@@ -264,6 +264,65 @@ DX_TEST(db_fail_retry_backoff_release_and_lapse) {
   CHECK(status_is(b, "failed") && q_ll("SELECT error = 'corrupt file' FROM jobs WHERE id = %s", b) == 1);
 }
 
+static long long turn_of(const char *id) { return q_ll("SELECT queue_turn FROM jobs WHERE id = %s", id); }
+
+/* Users take turns: a user's queue of four does not hold back another
+ * user's jobs queued after it. */
+DX_TEST(db_users_take_turns) {
+  if (!db_ready()) SKIP("DEMIX_TEST_DB=1 not set");
+  clean();
+  char a[4][DX_UUID_LEN], b[2][DX_UUID_LEN];
+  dx_errbuf err = {{0}};
+  for (int i = 0; i < 4; i++) CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_a", NULL, 3, a[i], &err) == DX_OK);
+  for (int i = 1; i < 4; i++) CHECK(turn_of(a[i]) == turn_of(a[0]) + i);
+  dx_job j;
+  CHECK(dx_job_claim(g_db, "h:1:0", 30, UNIT_TYPES, &j, &err) == DX_OK && !strcmp(j.id, a[0]));
+  CHECK(dx_job_complete(g_db, &j, "h:1:0", NULL, &err) == DX_OK);
+  dx_job_clear(&j);
+  usleep(5000);
+  for (int i = 0; i < 2; i++) CHECK(dx_job_enqueue(g_db, g_other, NULL, "unit_b", NULL, 3, b[i], &err) == DX_OK);
+  /* g_other starts at the turn being served: a[1]'s, or an older queued job's */
+  CHECK(turn_of(b[0]) <= turn_of(a[1]) && turn_of(b[1]) == turn_of(b[0]) + 1);
+  long long foreign = -1;
+  dx_db_query_ll(g_db, &foreign, NULL, "SELECT COUNT(*) FROM jobs WHERE status = 'queued' AND type NOT LIKE 'unit\\_%%'");
+  if (foreign == 0) CHECK(turn_of(b[0]) == turn_of(a[1]));
+  /* one of each user per turn, the older job first within a turn */
+  const char *want[] = {a[1], b[0], a[2], b[1], a[3]};
+  int pos[5], n = 0;
+  while (n < 5 && dx_job_claim(g_db, "h:1:0", 30, UNIT_TYPES, &j, &err) == DX_OK) {
+    for (int k = 0; k < 5; k++)
+      if (!strcmp(j.id, want[k])) pos[k] = n;
+    n++;
+    CHECK(dx_job_complete(g_db, &j, "h:1:0", NULL, &err) == DX_OK);
+    dx_job_clear(&j);
+  }
+  CHECK(n == 5);
+  CHECK(pos[1] < pos[2] && pos[3] < pos[4] && pos[0] < pos[2] && pos[2] < pos[4]);
+  if (foreign == 0)
+    for (int k = 0; k < 5; k++) CHECK(pos[k] == k);
+  /* With nothing queued, the turn being served is the running job's: a
+   * user with a job running queues one past it, another user at it. */
+  char c[DX_UUID_LEN], d[DX_UUID_LEN], e[2][DX_UUID_LEN];
+  CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_a", NULL, 3, c, &err) == DX_OK);
+  dx_db_exec(g_db, NULL, NULL, "UPDATE jobs SET queue_turn = queue_turn + 50 WHERE id = %s", c);
+  CHECK(dx_job_claim(g_db, "h:1:0", 30, UNIT_TYPES, &j, &err) == DX_OK && !strcmp(j.id, c));
+  dx_job running = j;
+  for (int i = 0; i < 2; i++) CHECK(dx_job_enqueue(g_db, g_other, NULL, "unit_b", NULL, 3, e[i], &err) == DX_OK);
+  usleep(5000);
+  CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_a", NULL, 3, d, &err) == DX_OK);
+  CHECK(turn_of(d) == turn_of(c) + 1 && turn_of(e[1]) == turn_of(e[0]) + 1);
+  if (foreign == 0) { /* e[0], then e[1] before d: both in c's next turn, e[1] older */
+    CHECK(turn_of(e[0]) == turn_of(c));
+    for (int i = 0; i < 2; i++) {
+      CHECK(dx_job_claim(g_db, "h:1:1", 30, UNIT_TYPES, &j, &err) == DX_OK && !strcmp(j.id, e[i]));
+      CHECK(dx_job_complete(g_db, &j, "h:1:1", NULL, &err) == DX_OK);
+      dx_job_clear(&j);
+    }
+  }
+  CHECK(dx_job_complete(g_db, &running, "h:1:0", NULL, &err) == DX_OK);
+  dx_job_clear(&running);
+}
+
 static dx_status h_echo(dx_job_ctx *ctx, dx_errbuf *err) {
   json_object *v;
   if (!json_object_object_get_ex(ctx->params, "x", &v)) return dx_fail(err, DX_ERR_INVALID, "no x");
@@ -340,4 +399,4 @@ DX_TEST(db_worker_runs_handlers) {
 DX_TEST_MAIN(DX_T(registry_lists_builtin_and_registered_types), DX_T(retryable_statuses),
              DX_T(wake_socket_round_trip_and_stale_file), DX_T(enqueue_checks_arguments_before_the_database),
              DX_T(handlers_outside_a_worker), DX_T(db_enqueue_and_cancel), DX_T(db_claim_order_types_and_lease_guards),
-             DX_T(db_fail_retry_backoff_release_and_lapse), DX_T(db_worker_runs_handlers))
+             DX_T(db_fail_retry_backoff_release_and_lapse), DX_T(db_users_take_turns), DX_T(db_worker_runs_handlers))
