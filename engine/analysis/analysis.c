@@ -73,6 +73,7 @@ void dx_analyzer_close(dx_analyzer *a) {
   if (a->key_fb) a->be->free(a->be, a->key_fb);
   free(a->mono);
   free(a->rs);
+  dx_dance_free(&a->dance);
   if (a->sx) soxr_delete(a->sx);
   dx_audio_free(&a->dec);
   free(a);
@@ -85,6 +86,7 @@ void dx_analyzer_trim(dx_analyzer *a) {
   free(a->rs);
   a->mono = a->rs = NULL;
   a->cap_mono = a->cap_rs = 0;
+  dx_dance_free(&a->dance);
   dx_audio_free(&a->dec);
   a->dec_cap = 0;
 }
@@ -431,6 +433,13 @@ static dx_status run_decoded(dx_analyzer *a, const dx_audio *audio, unsigned fea
     return st;
   }
   r->t_resample = dx_now() - t0;
+  if (features & DX_AF_TEMPO) {
+    dx_dance_begin(&a->dance, a->p.feat.sample_rate);
+    if (dx_dance_feed(&a->dance, y, olen) != DX_OK) {
+      dx_an_run_end(run);
+      return dx_fail(err, DX_ERR_NOMEM, "out of memory");
+    }
+  }
   if ((st = dx_an_run_features(a, run, y, olen, features, progress, ud, r, err)) != DX_OK) return st;
   if (loud && (st = loud_finish(&lj, r, err)) != DX_OK) return st;
   return progress_at(progress, ud, 100);
@@ -446,6 +455,9 @@ dx_status dx_an_run_features(dx_analyzer *a, dx_an_run *run, const float *y, siz
     double fps = (double)a->p.feat.sample_rate / a->p.feat.hop;
     if ((st = dx_tempo_analyze(a->env_host, a->env_low_host, r->frames, fps, r->duration, &a->p, r)) != DX_OK)
       return st;
+    /* the deviations were gathered as the signal was made (run_decoded, or the stream's flush) */
+    if (dx_danceability(a->dance.s, a->dance.n, &r->danceability) != DX_OK)
+      return dx_fail(err, DX_ERR_NOMEM, "out of memory");
   }
   if (features & DX_AF_KEY) dx_key_detect(a->key_chroma, r);
   return DX_OK;

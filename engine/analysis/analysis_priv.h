@@ -47,6 +47,7 @@ struct dx_analyzer {
   size_t dec_cap;
   int sig_fd;   /* >= 0 in a streamed run: its analysis signal, sig_len samples in a scratch file */
   size_t sig_len;
+  dx_dance dance; /* the analysis signal's 10 ms deviations, for danceability (tempo group) */
 };
 
 /* Samples of a lane's window: what a->block frames read. */

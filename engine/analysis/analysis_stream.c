@@ -28,6 +28,7 @@ typedef struct {
   void *ud;
   dx_loudness_stream *loud; /* NULL: no loudness asked for */
   int want_mono, resample;
+  int dance;                /* gather danceability's deviations from what is written */
   int fd;                   /* the analysis signal's scratch file, olen samples */
   float *out;               /* its samples [out_base, rs.opos) not written yet; room for out_cap */
   size_t out_base, out_cap;
@@ -43,7 +44,10 @@ typedef struct {
 
 /* Append the analysis signal's samples [out_base, end) from out to the file. */
 static dx_status flush(stream_state *s, size_t end) {
-  if (end > s->out_base && dx_write_all(s->fd, s->out, (end - s->out_base) * sizeof *s->out))
+  if (end <= s->out_base) return DX_OK;
+  if (s->dance && dx_dance_feed(&s->a->dance, s->out, end - s->out_base) != DX_OK)
+    return dx_fail(s->err, DX_ERR_NOMEM, "out of memory");
+  if (dx_write_all(s->fd, s->out, (end - s->out_base) * sizeof *s->out))
     return dx_fail(s->err, DX_ERR_IO, "cannot write the analysis scratch file: %s", strerror(errno));
   s->out_base = end;
   return DX_OK;
@@ -119,6 +123,7 @@ dx_status dx_an_run_stream(dx_analyzer *a, dx_audio_file *f, const dx_audio_info
   if (st != DX_OK) return st;
   stream_state s = {.a = a, .progress = progress, .ud = ud, .n = info->frames, .fd = -1, .err = err};
   s.want_mono = (features & ~DX_AF_LOUDNESS) != 0;
+  if ((s.dance = (features & DX_AF_TEMPO) != 0)) dx_dance_begin(&a->dance, a->p.feat.sample_rate);
   s.span = s.want_mono ? 20 : 100;
   if (features & DX_AF_LOUDNESS) st = dx_loudness_stream_begin(info->channels, info->samplerate, &s.loud, err);
   if (st == DX_OK && s.want_mono) {

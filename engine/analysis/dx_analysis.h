@@ -25,7 +25,7 @@
 
 /* Feature groups a request picks ("features": [...]). */
 enum {
-  DX_AF_TEMPO = 1 << 0,    /* tempo, confidence, beats, onset rate */
+  DX_AF_TEMPO = 1 << 0,    /* tempo, confidence, beats, onset rate, danceability */
   DX_AF_KEY = 1 << 1,      /* key, confidence, camelot */
   DX_AF_ENERGY = 1 << 2,   /* energy 0..1, RMS */
   DX_AF_SPECTRAL = 1 << 3, /* centroid, bandwidth, rolloff, flatness, contrast, zero-crossing rate */
@@ -80,6 +80,7 @@ typedef struct {
   size_t frames;              /* STFT frames */
 
   double tempo, tempo_confidence, onset_rate;
+  double danceability;        /* DFA, Essentia's scale: ~2 for noise, 0..3 for most music (danceability.c) */
   double *beats;              /* seconds, malloc'd */
   size_t n_beats;
 
@@ -160,6 +161,20 @@ json_object *dx_analysis_result_json(const dx_analysis_result *r);
  * Fills tempo, tempo_confidence, beats (seconds), onset_rate. */
 dx_status dx_tempo_analyze(const float *env, const float *env_low, size_t n, double fps, double duration,
                            const dx_analysis_params *p, dx_analysis_result *r);
+/* Danceability (see danceability.c) from the standard deviations of a
+ * signal's 10 ms frames: s[0 .. n). *out = 0 when it is undefined (under
+ * two time scales, or an even signal). DX_ERR_NOMEM. */
+dx_status dx_danceability(const double *s, size_t n, double *out);
+/* Those deviations gathered from a signal fed in pieces of any length. */
+typedef struct {
+  int frame, fill; /* samples per frame (int(0.01 x rate)); of the current one, waiting in part */
+  float *part;
+  double *s;       /* deviations of the complete frames */
+  size_t n, cap;
+} dx_dance;
+void dx_dance_begin(dx_dance *d, int sample_rate); /* keeps the buffer; d zeroed before the first use */
+dx_status dx_dance_feed(dx_dance *d, const float *y, size_t n); /* DX_ERR_NOMEM */
+void dx_dance_free(dx_dance *d);
 /* Key from 12 chroma means (C first). Fills key_index, key, camelot,
  * key_confidence. */
 void dx_key_detect(const double chroma[12], dx_analysis_result *r);

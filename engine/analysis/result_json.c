@@ -108,6 +108,7 @@ json_object *dx_analysis_result_json(const dx_analysis_result *r) {
     json_object_object_add(o, "beats", b);
     json_object_object_add(o, "beat_count", json_object_new_int64((int64_t)r->n_beats));
     json_object_object_add(o, "onset_rate", num(r->onset_rate));
+    json_object_object_add(o, "danceability", num(r->danceability));
   }
   if (f & DX_AF_KEY) {
     json_object_object_add(o, "key", r->key_index >= 0 ? json_object_new_string(r->key) : NULL);

@@ -32,8 +32,8 @@ static void print_human(const char *path, const dx_analysis_result *r, const cha
   unsigned f = r->features;
   printf("%s  (%.1f s, %d Hz, %d ch)\n", path, r->duration, r->sample_rate, r->channels);
   if (f & DX_AF_TEMPO)
-    printf("  tempo      %.1f BPM (confidence %.2f), %zu beats, %.2f onsets/s\n", r->tempo, r->tempo_confidence,
-           r->n_beats, r->onset_rate);
+    printf("  tempo      %.1f BPM (confidence %.2f), %zu beats, %.2f onsets/s, danceability %.2f\n", r->tempo,
+           r->tempo_confidence, r->n_beats, r->onset_rate, r->danceability);
   if (f & DX_AF_KEY) printf("  key        %s (%s, confidence %.2f)\n", r->key, r->camelot, r->key_confidence);
   if (f & DX_AF_ENERGY) printf("  energy     %.3f (RMS mean %.4f, std %.4f)\n", r->energy, r->rms.mean, r->rms.std);
   if (f & DX_AF_LOUDNESS)
@@ -105,8 +105,8 @@ static void csv_num(int have, double v) {
 
 static void csv_header(int n_mfcc) {
   static const char *const pc[12] = {"C", "Cs", "D", "Ds", "E", "F", "Fs", "G", "Gs", "A", "As", "B"};
-  printf("file,error,duration,sample_rate,channels,tempo,tempo_confidence,beat_count,onset_rate,key,camelot,"
-         "key_confidence,energy,rms_mean,rms_std,integrated_lufs,loudness_range,true_peak_dbtp,spectral_centroid,"
+  printf("file,error,duration,sample_rate,channels,tempo,tempo_confidence,beat_count,onset_rate,danceability,key,"
+         "camelot,key_confidence,energy,rms_mean,rms_std,integrated_lufs,loudness_range,true_peak_dbtp,spectral_centroid,"
          "spectral_bandwidth,spectral_rolloff,spectral_flatness,zero_crossing_rate");
   for (int i = 1; i <= n_mfcc; i++) printf(",mfcc%d", i);
   for (int i = 0; i < 12; i++) printf(",chroma_%s", pc[i]);
@@ -131,6 +131,7 @@ static void csv_row(const char *file, const dx_analysis_result *r, const char *e
   csv_num(t, r->tempo_confidence);
   csv_num(t, (double)r->n_beats);
   csv_num(t, r->onset_rate);
+  csv_num(t, r->danceability);
   putchar(',');
   if (k) csv_text(r->key);
   putchar(',');

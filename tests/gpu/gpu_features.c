@@ -529,6 +529,7 @@ static void compare_results(const dx_analysis_result *g, const dx_analysis_resul
   SCAL(tempo);
   SCAL(tempo_confidence);
   SCAL(onset_rate);
+  SCAL(danceability);
   SCAL(energy);
   SCAL(key_confidence);
   SCAL(lufs);

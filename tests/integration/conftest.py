@@ -198,8 +198,10 @@ def wait_job(stack, token, path, seconds, poll=0.2):
 
 
 def _tools_up(var):
+    # the stack's binaries: a restart (no_stack_demixd) keeps DEMIX_TEST_BUILD's
+    build = ["--build-dir", os.environ["DEMIX_TEST_BUILD"]] if os.environ.get("DEMIX_TEST_BUILD") else []
     subprocess.run([str(ROOT / "tools/up"), "--var", str(var), "--port", str(TEST_PORT), "--db-port",
-                    str(TEST_DB_PORT), "--fast-db", "--no-build", "--no-bootstrap", "--quiet",
+                    str(TEST_DB_PORT), "--fast-db", "--no-build", "--no-bootstrap", "--quiet", *build,
                     "--set", "max_upload_bytes=67108864", "--set", "poll_ms=200",
                     "--set", "rate_auth_per_min=60", "--set", "rate_heavy_per_min=10",
                     "--set", "retry_backoff_seconds=1", "--set", "fcgi_senders=8"], check=True, cwd=ROOT)

@@ -64,6 +64,7 @@ def test_analyze_end_to_end(stack, token, upload, tmp_path):
     assert isinstance(res["key"], str) and res["key"].split()[-1] in ("major", "minor")
     assert res["camelot"][:-1].isdigit() and res["camelot"][-1] in "AB"
     assert 0 <= res["energy"] <= 1
+    assert 0 < res["danceability"] < 10  # a strict drum loop: far above noise's 2
     loud = res["loudness"]
     assert -40 < loud["integrated_lufs"] < 0 and loud["loudness_range"] >= 0 and loud["true_peak_dbtp"] < 1
     assert res["spectral_centroid"] > 0 and res["spectral_rolloff"] > 0 and 0 <= res["zero_crossing_rate"] < 1

@@ -140,7 +140,7 @@ DX_TEST(stereo_44k_file_all_features_and_json) {
   CHECK(r.lufs < -5 && r.lufs > -40);
   CHECK(r.centroid.mean > 100 && r.rolloff.mean > r.centroid.mean);
   json_object *o = dx_analysis_result_json(&r);
-  static const char *const keys[] = {"tempo", "tempo_confidence", "beats", "onset_rate", "key", "camelot",
+  static const char *const keys[] = {"tempo", "tempo_confidence", "beats", "onset_rate", "danceability", "key", "camelot",
                                      "key_confidence", "energy", "rms", "loudness", "spectral_centroid",
                                      "spectral_bandwidth", "spectral_rolloff", "spectral_flatness",
                                      "zero_crossing_rate", "mfcc", "chroma", "features", "duration",

@@ -65,6 +65,7 @@ static void same_result(const char *file, const dx_analysis_result *a, const dx_
             "%s: header fields differ", file);
   CHECK_MSG(a->tempo == b->tempo && a->tempo_confidence == b->tempo_confidence && a->onset_rate == b->onset_rate,
             "%s: tempo %.9g vs %.9g", file, a->tempo, b->tempo);
+  CHECK_MSG(a->danceability == b->danceability, "%s: danceability %.9g vs %.9g", file, a->danceability, b->danceability);
   CHECK(a->n_beats == b->n_beats);
   for (size_t i = 0; i < a->n_beats && i < b->n_beats; i++) CHECK(a->beats[i] == b->beats[i]);
   CHECK(a->key_index == b->key_index && a->key_confidence == b->key_confidence && !strcmp(a->key, b->key));
