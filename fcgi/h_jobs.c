@@ -1,6 +1,8 @@
-/* h_jobs.c: the job routes: list, get, cancel, and POST /api/jobs/probe
- * (queues a `probe` job that has the engine re-read a track's metadata).
- * A user sees their own jobs, an admin every job.
+/* h_jobs.c: the job routes: list (?status=, ?type=), get, cancel, and POST
+ * /api/jobs/probe (queues a `probe` job that has the engine re-read a
+ * track's metadata); and what the routes that queue jobs share: the
+ * track_id / track_ids of a request, and queueing one job per track, all
+ * or none (dx_jobs_submit). A user sees their own jobs, an admin every job.
  * One request at a time per worker process. */
 #include <stdio.h>
 #include <string.h>
@@ -46,11 +48,12 @@ static dx_status job_json(dx_req *r, const char *id, json_object **out) {
 }
 
 static const char *const job_statuses[] = {"queued", "running", "completed", "failed", "cancelled", NULL};
+static const char *const job_types[] = {"separate", "analyze", "probe", NULL}; /* the ones the API queues */
 
 dx_status dx_h_jobs_list(dx_req *r) {
   dx_page pg;
   dx_status st = dx_page_parse(r, &pg);
-  const char *status = dx_req_query(r, "status");
+  const char *status = dx_req_query(r, "status"), *type = dx_req_query(r, "type");
   if (status) {
     int ok = 0;
     for (int i = 0; job_statuses[i]; i++) ok |= !strcmp(status, job_statuses[i]);
@@ -59,16 +62,26 @@ dx_status dx_h_jobs_list(dx_req *r) {
       st = DX_ERR_VALIDATION_ERROR;
     }
   }
+  if (type) {
+    int ok = 0;
+    for (int i = 0; job_types[i]; i++) ok |= !strcmp(type, job_types[i]);
+    if (!ok) {
+      dx_valid_add(r, "type", "must be one of separate, analyze, probe");
+      st = DX_ERR_VALIDATION_ERROR;
+    }
+  }
   if (st != DX_OK) return st;
   long long total = 0;
-  st = dx_db_query_ll(r->db, &total, &r->err, "SELECT COUNT(*) FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s)",
-                      r->user.admin, r->user.id, status == NULL, status);
+  st = dx_db_query_ll(r->db, &total, &r->err,
+                      "SELECT COUNT(*) FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) AND (%d OR type = %s)",
+                      r->user.admin, r->user.id, status == NULL, status, type == NULL, type);
   if (st != DX_OK) return st;
   MYSQL_RES *res;
   st = dx_db_query(r->db, &res, &r->err,
-                   "SELECT " JOB_COLS " FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) "
-                   "ORDER BY created_at DESC, id DESC LIMIT %lld OFFSET %lld",
-                   r->user.admin, r->user.id, status == NULL, status, pg.page_size, (pg.page - 1) * pg.page_size);
+                   "SELECT " JOB_COLS " FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) AND (%d OR type = %s)"
+                   " ORDER BY created_at DESC, id DESC LIMIT %lld OFFSET %lld",
+                   r->user.admin, r->user.id, status == NULL, status, type == NULL, type, pg.page_size,
+                   (pg.page - 1) * pg.page_size);
   if (st != DX_OK) return st;
   json_object *items = json_object_new_array();
   MYSQL_ROW row;

@@ -87,3 +87,9 @@ def test_users_take_turns(stack, token, audio, upload, no_stack_demixd, spawn_de
     assert engine.poll() is None
     order = sorted(done, key=lambda k: done[k]["started_at"])
     assert order == [jobs[0]["job_id"], late["job_id"]] + [j["job_id"] for j in jobs[1:]], order
+    # a batch's progress: the list filtered by kind and status
+    listed = stack.get("/api/jobs?type=analyze&status=completed&page_size=100", token=batch).json()
+    assert sorted(j["id"] for j in listed["data"]) == sorted(j["job_id"] for j in jobs)
+    assert stack.get("/api/jobs?type=separate", token=batch).json()["meta"]["total_count"] == 0
+    r = stack.get("/api/jobs?type=nope", token=batch)
+    assert r.status_code == 422 and "type" in r.json()["details"], r.text
