@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 #include <mysql.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -94,10 +95,12 @@ typedef struct {
   const dx_config *cfg;
   dx_db *db;                /* NULL while the database is unreachable */
   double db_retry_at;       /* dx_now() before which no reconnect is tried */
-  double health_at;         /* cached /health answer and its time */
+  double health_at;         /* cached /health database and engine state and its time */
   int health_db_ok;
-  char *health_engine_json; /* malloc'd */
+  json_object *health_engine;
   double rate_gc_at;        /* next deletion of old rate-limit windows */
+  atomic_int *senders_running; /* downloads being sent by senders, all workers (NULL: none) */
+  int senders_max;
 } dx_worker;
 
 struct dx_req {

@@ -1,6 +1,7 @@
 /* h_health.c: GET /health, public. The database check and the engine state
  * (table engines: alive when last_seen is within 3 heartbeats) are cached
- * per worker for one second so the route stays cheap under load.
+ * per worker for one second so the route stays cheap under load; the
+ * archive downloads being sent (senders, fcgi_senders) are read as they are.
  * One request at a time per worker process. */
 #include <mysqld_error.h>
 #include <stdio.h>
@@ -54,7 +55,7 @@ static json_object *engine_state(dx_worker *w, int *db_ok) {
 dx_status dx_h_health(dx_req *r) {
   dx_worker *w = r->w;
   double now = dx_now();
-  if (!w->health_engine_json || now - w->health_at >= 1.0) {
+  if (!w->health_engine || now - w->health_at >= 1.0) {
     int db_ok = 0;
     json_object *engine = NULL;
     if (dx_worker_db(w)) engine = engine_state(w, &db_ok);
@@ -62,20 +63,26 @@ dx_status dx_h_health(dx_req *r) {
       engine = json_object_new_object();
       json_object_object_add(engine, "status", json_object_new_string("unknown"));
     }
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "unavailable"));
-    json_object_object_add(o, "database", json_object_new_string(db_ok ? "ok" : "unavailable"));
-    json_object_object_add(o, "engine", engine);
-    json_object_object_add(o, "version", json_object_new_string(dx_fcgi_version()));
-    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(o);
-    if (!s) return DX_ERR_NOMEM;
-    free(w->health_engine_json);
-    w->health_engine_json = s;
+    json_object_put(w->health_engine);
+    w->health_engine = engine;
     w->health_db_ok = db_ok;
     w->health_at = now;
   }
+  int db_ok = w->health_db_ok;
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "unavailable"));
+  json_object_object_add(o, "database", json_object_new_string(db_ok ? "ok" : "unavailable"));
+  json_object_object_add(o, "engine", json_object_get(w->health_engine));
+  if (w->senders_running) { /* this host's archive downloads, as they are now */
+    json_object *d = json_object_new_object();
+    json_object_object_add(d, "active", json_object_new_int(atomic_load(w->senders_running)));
+    json_object_object_add(d, "limit", json_object_new_int(w->senders_max));
+    json_object_object_add(o, "downloads", d);
+  }
+  json_object_object_add(o, "version", json_object_new_string(dx_fcgi_version()));
+  const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   dx_resp_header(r, "Cache-Control", "no-store");
-  return dx_resp_raw(r, w->health_db_ok ? 200 : 503, "application/json; charset=utf-8", w->health_engine_json,
-                     strlen(w->health_engine_json));
+  dx_status st = dx_resp_raw(r, db_ok ? 200 : 503, "application/json; charset=utf-8", s, strlen(s));
+  json_object_put(o);
+  return st;
 }

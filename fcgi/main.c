@@ -101,6 +101,20 @@ static void reap_senders(senders *s) {
   while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(s->running, status);
 }
 
+/* A worker reaps its senders as they end (SIGCHLD), so the place of one a
+ * signal killed comes back at once, also while the worker waits for
+ * requests. The signal is blocked while a request is handled (the
+ * database client's calls run undisturbed) and the handler restarts what
+ * it interrupts (SA_RESTART: the accept() libfcgi waits in). */
+static atomic_int *running_of_this_worker;
+
+static void worker_on_child(int sig) {
+  (void)sig;
+  int saved = errno, status;
+  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(running_of_this_worker, status);
+  errno = saved;
+}
+
 /* 1 when a sender may start (its place taken), 0 when all are busy. */
 static int take_sender(senders *s) {
   if (atomic_fetch_add(s->running, 1) < s->max) return 1;
@@ -124,6 +138,7 @@ static int hand_off(FCGX_Request *fr, dx_req *r, senders *s) {
   if (pid == 0) {
     close(s->listen_fd);
     running_of_this_sender = s->running;
+    signal(SIGCHLD, SIG_DFL); /* a sender has no children */
     signal(SIGTERM, sender_on_term);
     sigset_t term;
     sigemptyset(&term);
@@ -194,22 +209,28 @@ static int worker_main(int listen_fd, const dx_config *cfg, atomic_int *running)
   sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: accept() returns EINTR */
   signal(SIGINT, SIG_IGN);       /* the parent turns ^C into SIGTERM */
   signal(SIGPIPE, SIG_IGN);
-  signal(SIGCHLD, SIG_DFL);
-  sigset_t term;
-  sigemptyset(&term);
-  sigaddset(&term, SIGTERM);
-  sigprocmask(SIG_UNBLOCK, &term, NULL);
+  running_of_this_worker = running;
+  sa.sa_handler = worker_on_child;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigset_t busy; /* blocked while a request is handled */
+  sigemptyset(&busy);
+  sigaddset(&busy, SIGTERM);
+  sigaddset(&busy, SIGCHLD);
+  sigprocmask(SIG_UNBLOCK, &busy, NULL);
 
   dx_worker w;
   memset(&w, 0, sizeof w);
   w.cfg = cfg;
+  w.senders_running = running;
+  w.senders_max = cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1;
   dx_worker_db(&w);
   dx_pool *pool = dx_pool_create(64 << 10);
   FCGX_Request fr;
   if (!pool || FCGX_InitRequest(&fr, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR)) return 1;
   int errors = 0;
   long served = 0;
-  senders snd = {running, cfg->fcgi_senders > 0 ? cfg->fcgi_senders : 1, listen_fd};
+  senders snd = {running, w.senders_max, listen_fd};
   while (!worker_stop && served < WORKER_MAX_REQUESTS) {
     int rc = FCGX_Accept_r(&fr);
     if (rc < 0) {
@@ -222,16 +243,15 @@ static int worker_main(int listen_fd, const dx_config *cfg, atomic_int *running)
     }
     errors = 0;
     served++;
-    sigprocmask(SIG_BLOCK, &term, NULL);
+    sigprocmask(SIG_BLOCK, &busy, NULL);
     if (!handle(&fr, &w, pool, &snd)) FCGX_Finish_r(&fr);
-    reap_senders(&snd);
     dx_pool_reset(pool);
-    sigprocmask(SIG_UNBLOCK, &term, NULL); /* a SIGTERM that came meanwhile lands here */
+    sigprocmask(SIG_UNBLOCK, &busy, NULL); /* a SIGTERM or SIGCHLD that came meanwhile lands here */
   }
   FCGX_Free(&fr, 0);
   dx_pool_destroy(pool);
   dx_db_close(w.db);
-  free(w.health_engine_json);
+  json_object_put(w.health_engine);
   return 0;
 }
 

@@ -21,6 +21,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -225,6 +226,21 @@ def _stalled_download(stack, tok, path):
     return s, text.split("\r\n")[0], text
 
 
+def _senders(stack):
+    """pids of demix-fcgi's senders: the children of its workers."""
+    parent = int((stack.run_dir / "demix-fcgi.pid").read_text())
+    ppid = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            ppid[int(d)] = int(stat.rsplit(")", 1)[1].split()[1])
+    workers = {p for p, pp in ppid.items() if pp == parent}
+    return sorted(p for p, pp in ppid.items() if pp in workers)
+
+
 def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_path):
     tok = token()
     t = _data(upload(tok, _music(tmp_path / "long.wav", seconds=40.0)), 201)
@@ -255,6 +271,24 @@ def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_
         r = stack.get(path, token=tok, timeout=5)
         assert r.status_code == 503 and r.json()["code"] == "BUSY", r.text[:300]
         assert int(r.headers["Retry-After"]) > 0
+        health = stack.get("/health", timeout=5).json()
+        assert health["downloads"] == {"active": senders, "limit": senders}, health
+        # senders killed by a signal give their places back at once, also
+        # while their workers wait for requests (each reaps its own on SIGCHLD)
+        killed = _senders(stack)[:2]
+        assert len(killed) == 2, killed
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.3)
+        health = stack.get("/health", timeout=5).json()
+        assert health["downloads"]["active"] == senders - 2, health
+        for _ in range(2):
+            s, status, head = _stalled_download(stack, tok, path)
+            socks.append(s)
+            assert " 200 " in status, (status, head)
+        s, status, head = _stalled_download(stack, tok, path)
+        socks.append(s)
+        assert " 503 " in status, (status, head)
     finally:
         for s in socks:
             s.close()
@@ -267,6 +301,7 @@ def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_
         time.sleep(0.5)
     assert r.status_code == 200 and len(r.content) == size, (r.status_code, r.text[:300])
     _check_zip(stack, r.content, job_id, "hpss", ["harmonic", "percussive"])
+    assert stack.get("/health", timeout=5).json()["downloads"]["active"] == 0
 
 
 def _storage_files(stack):
