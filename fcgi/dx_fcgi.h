@@ -70,7 +70,8 @@ typedef struct {
 #define DX_MAX_HEADERS 16
 
 /* A body sent after the headers, in pieces, through write_fn (see
- * dx_resp_stream): 0, or nonzero when it could not be sent whole. */
+ * dx_resp_stream): 0, or nonzero when it could not be sent whole. A write
+ * of 0 bytes flushes what the stream holds to the client. */
 typedef int (*dx_write_fn)(void *ctx, const char *data, size_t n);
 typedef int (*dx_body_fn)(void *body_ctx, dx_write_fn write_fn, void *write_ctx);
 
@@ -159,7 +160,11 @@ dx_status dx_resp_raw(dx_req *r, int status, const char *content_type, const cha
 /* A body of exactly len bytes that fn sends once the headers are out
  * (Content-Length: len), for files too large to hold: the handler checks
  * everything that can fail first, as the status cannot change once the
- * body has begun. ctx must live in the pool. Not sent for HEAD. */
+ * body has begun. ctx must live in the pool. Not sent for HEAD. Such a
+ * body goes to a sender process (main.c); len DX_STREAM_LIVE is a live
+ * stream of no set length (server-sent events), which only a sender sends:
+ * without one the answer is 503 BUSY. */
+#define DX_STREAM_LIVE (~0ULL)
 dx_status dx_resp_stream(dx_req *r, int status, const char *content_type, unsigned long long len, dx_body_fn fn,
                          void *ctx);
 /* Add a response header (both strings copied into the pool). */
@@ -216,6 +221,12 @@ int dx_track_ids_visible(dx_req *r, const dx_track_ids *t, dx_status *st);
  * not taken) holds the fields every job's object repeats. */
 dx_status dx_jobs_submit(dx_req *r, const dx_track_ids *t, const char *type, const char *params_json,
                          json_object *extra, const char *location_prefix);
+
+/* A job row (DX_JOB_COLS, in that order) as the API shows it (GET /api/jobs/:id). */
+#define DX_JOB_COLS                                                                                          \
+  "id, type, status, progress, track_id, params, result, error, attempts, max_attempts, created_at, "        \
+  "started_at, finished_at"
+json_object *dx_job_row_json(MYSQL_ROW row);
 
 /* JSON from database text: NULL gives null. */
 json_object *dx_json_str(const char *s);

@@ -1,7 +1,8 @@
 /* h_health.c: GET /health, public. The database check and the engine state
  * (table engines: alive when last_seen is within 3 heartbeats) are cached
  * per worker for one second so the route stays cheap under load; the
- * archive downloads being sent (senders, fcgi_senders) are read as they are.
+ * archive downloads and job event streams being sent (senders,
+ * fcgi_senders) are read as they are.
  * One request at a time per worker process. */
 #include <mysqld_error.h>
 #include <stdio.h>
@@ -73,11 +74,11 @@ dx_status dx_h_health(dx_req *r) {
   json_object_object_add(o, "status", json_object_new_string(db_ok ? "ok" : "unavailable"));
   json_object_object_add(o, "database", json_object_new_string(db_ok ? "ok" : "unavailable"));
   json_object_object_add(o, "engine", json_object_get(w->health_engine));
-  if (w->senders_running) { /* this host's archive downloads, as they are now */
+  if (w->senders_running) { /* this host's archive downloads and event streams, as they are now */
     json_object *d = json_object_new_object();
     json_object_object_add(d, "active", json_object_new_int(atomic_load(w->senders_running)));
     json_object_object_add(d, "limit", json_object_new_int(w->senders_max));
-    json_object_object_add(o, "downloads", d);
+    json_object_object_add(o, "streams", d);
   }
   json_object_object_add(o, "version", json_object_new_string(dx_fcgi_version()));
   const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);

@@ -10,11 +10,7 @@
 #include "dx_fcgi.h"
 #include "dx_jobs.h"
 
-#define JOB_COLS                                                                                              \
-  "id, type, status, progress, track_id, params, result, error, attempts, max_attempts, created_at, "        \
-  "started_at, finished_at"
-
-static json_object *job_row_json(MYSQL_ROW row) {
+json_object *dx_job_row_json(MYSQL_ROW row) {
   json_object *j = json_object_new_object();
   json_object_object_add(j, "id", dx_json_str(row[0]));
   json_object_object_add(j, "type", dx_json_str(row[1]));
@@ -38,11 +34,11 @@ static dx_status job_json(dx_req *r, const char *id, json_object **out) {
   *out = NULL;
   if (!id || !dx_id_valid(id)) return dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
   MYSQL_RES *res;
-  dx_status st = dx_db_query(r->db, &res, &r->err, "SELECT " JOB_COLS " FROM jobs WHERE id = %s AND (%d OR user_id = %s)",
+  dx_status st = dx_db_query(r->db, &res, &r->err, "SELECT " DX_JOB_COLS " FROM jobs WHERE id = %s AND (%d OR user_id = %s)",
                              id, r->user.admin, r->user.id);
   if (st != DX_OK) return st;
   MYSQL_ROW row = mysql_fetch_row(res);
-  if (row) *out = job_row_json(row);
+  if (row) *out = dx_job_row_json(row);
   mysql_free_result(res);
   return row ? DX_OK : dx_fail(&r->err, DX_ERR_NOT_FOUND, "job not found");
 }
@@ -78,14 +74,14 @@ dx_status dx_h_jobs_list(dx_req *r) {
   if (st != DX_OK) return st;
   MYSQL_RES *res;
   st = dx_db_query(r->db, &res, &r->err,
-                   "SELECT " JOB_COLS " FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) AND (%d OR type = %s)"
+                   "SELECT " DX_JOB_COLS " FROM jobs WHERE (%d OR user_id = %s) AND (%d OR status = %s) AND (%d OR type = %s)"
                    " ORDER BY created_at DESC, id DESC LIMIT %lld OFFSET %lld",
                    r->user.admin, r->user.id, status == NULL, status, type == NULL, type, pg.page_size,
                    (pg.page - 1) * pg.page_size);
   if (st != DX_OK) return st;
   json_object *items = json_object_new_array();
   MYSQL_ROW row;
-  while ((row = mysql_fetch_row(res))) json_object_array_add(items, job_row_json(row));
+  while ((row = mysql_fetch_row(res))) json_object_array_add(items, dx_job_row_json(row));
   mysql_free_result(res);
   return dx_resp_list(r, items, &pg, total);
 }

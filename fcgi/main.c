@@ -56,6 +56,7 @@ static void worker_on_term(int sig) {
 
 static int fcgi_write(void *ctx, const char *data, size_t n) {
   FCGX_Stream *out = ctx;
+  if (n == 0) return FCGX_FFlush(out) ? -1 : 0;
   return FCGX_PutStr(data, (int)n, out) == (int)n ? 0 : -1;
 }
 
@@ -190,10 +191,14 @@ static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
     if (!take_sender(snd)) {
       DX_WARN("%s %s: all %d senders are busy", r.method, r.path, snd->max);
       r.resp.nheaders = 0; /* the download's own (Content-Disposition...) */
-      dx_resp_status(&r, DX_ERR_BUSY, "too many downloads at once; try again shortly");
+      dx_resp_status(&r, DX_ERR_BUSY, "too many downloads and event streams at once; try again shortly");
       dx_resp_header(&r, "Retry-After", SENDERS_BUSY_RETRY);
     } else if (hand_off(fr, &r, snd)) {
       return 1;
+    } else if (r.resp.stream_len == DX_STREAM_LIVE) { /* never from a responder: it could last an hour */
+      r.resp.nheaders = 0;
+      dx_resp_status(&r, DX_ERR_BUSY, "cannot start a stream now; try again shortly");
+      dx_resp_header(&r, "Retry-After", SENDERS_BUSY_RETRY);
     }
   }
   if (r.resp.status >= 500) DX_WARN("%s %s -> %d", r.method, r.path, r.resp.status);

@@ -186,7 +186,10 @@ int dx_resp_send(dx_req *r, dx_write_fn write_fn, void *ctx) {
     if (write_fn(ctx, line, (size_t)n)) return -1;
   }
   if (r->resp.body_fn) {
-    n = snprintf(line, sizeof line, "Content-Length: %llu\r\n\r\n", r->resp.stream_len);
+    if (r->resp.stream_len == DX_STREAM_LIVE)
+      n = snprintf(line, sizeof line, "\r\n"); /* the body ends when the stream does */
+    else
+      n = snprintf(line, sizeof line, "Content-Length: %llu\r\n\r\n", r->resp.stream_len);
     if (write_fn(ctx, line, (size_t)n)) return -1;
     if (r->method && !strcmp(r->method, "HEAD")) return 0;
     return r->resp.body_fn(r->resp.body_ctx, write_fn, ctx) ? -1 : 0;

@@ -15,6 +15,7 @@ dx_status dx_h_jobs_list(dx_req *r);
 dx_status dx_h_jobs_probe(dx_req *r);
 dx_status dx_h_jobs_get(dx_req *r);
 dx_status dx_h_jobs_cancel(dx_req *r);
+dx_status dx_h_jobs_events(dx_req *r);
 dx_status dx_h_files(dx_req *r);
 dx_status dx_h_processing_separate(dx_req *r);
 dx_status dx_h_processing_job(dx_req *r);
@@ -42,6 +43,7 @@ const dx_route dx_routes[] = {
     {"POST", "/api/jobs/probe", dx_h_jobs_probe, HEAVY | DX_ROUTE_BODY_JSON, 16 << 10},
     {"GET", "/api/jobs/:id", dx_h_jobs_get, AUTH, 0},
     {"DELETE", "/api/jobs/:id", dx_h_jobs_cancel, AUTH, 0},
+    {"GET", "/api/jobs/:id/events", dx_h_jobs_events, AUTH, 0},
 
     {"GET", "/files/*path", dx_h_files, AUTH, 0},
 

@@ -19,7 +19,7 @@ def test_health(stack):
     doc = body.get("data", body)
     assert doc["status"] == "ok", body
     assert doc["database"] == "ok", body
-    assert doc["downloads"]["active"] >= 0 and doc["downloads"]["limit"] == int(stack.config("fcgi_senders", 64))
+    assert doc["streams"]["active"] >= 0 and doc["streams"]["limit"] == int(stack.config("fcgi_senders", 64))
 
 
 def test_unknown_route_is_json_404(stack):

@@ -1,7 +1,12 @@
 """Jobs through nginx: a probe job runs on the stack's demixd; listing,
-ownership and cancelling a queued job; users take turns at the engines."""
+ownership and cancelling a queued job; users take turns at the engines; a
+job's progress as server-sent events."""
+
+import json
+import uuid
 
 import pytest
+import requests
 
 from conftest import wait_job
 
@@ -93,3 +98,52 @@ def test_users_take_turns(stack, token, audio, upload, no_stack_demixd, spawn_de
     assert stack.get("/api/jobs?type=separate", token=batch).json()["meta"]["total_count"] == 0
     r = stack.get("/api/jobs?type=nope", token=batch)
     assert r.status_code == 422 and "type" in r.json()["details"], r.text
+
+
+def _event_stream(stack, tok, job_id):
+    """GET /api/jobs/:id/events: the response and a generator of its
+    (event, data) pairs, comments and retry lines left out."""
+    r = requests.get(stack.url(f"/api/jobs/{job_id}/events"), headers={"Authorization": f"Bearer {tok}"},
+                     stream=True, timeout=30)
+
+    def events():
+        name, data = None, []
+        for line in r.iter_lines(decode_unicode=True):
+            if line == "":
+                if name:
+                    yield name, json.loads("\n".join(data))
+                name, data = None, []
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data.append(line[6:])
+    return r, events()
+
+
+def test_job_events_stream(stack, token, audio, upload, no_stack_demixd, spawn_demixd):
+    """A job's progress as server-sent events, from queued to its end."""
+    tok = token()
+    t = _data(upload(tok, audio("wav", seconds=2.0)), 201)
+    j = _data(stack.post("/api/analysis/analyze", token=tok, json={"track_id": t["id"]}), 202)
+    r, events = _event_stream(stack, tok, j["job_id"])
+    assert r.status_code == 200, r.text[:300]
+    assert r.headers["Content-Type"].startswith("text/event-stream") and "Content-Length" not in r.headers
+    assert r.headers["Cache-Control"] == "no-store"
+    first = next(events)
+    assert first == ("job", {"id": j["job_id"], "type": "analyze", "status": "queued", "progress": 0}), first
+    assert stack.get("/health").json()["streams"]["active"] >= 1  # sent by a sender, not a responder
+    spawn_demixd()
+    seen = list(events)  # to the end of the stream
+    names = [n for n, _ in seen]
+    assert names[-2:] == ["job", "end"], names
+    final = seen[-2][1]
+    assert final["id"] == j["job_id"] and final["status"] == "completed" and final["progress"] == 100
+    assert "tempo" in final["result"] and final["finished_at"]
+    progress = [d["progress"] for n, d in seen[:-2]]
+    assert progress == sorted(progress) and all(d["status"] == "running" for n, d in seen[:-2]), seen
+    # a finished job: its last state at once; others' and unknown jobs: 404
+    r, events = _event_stream(stack, tok, j["job_id"])
+    assert [n for n, _ in events] == ["job", "end"]
+    for who, job_id in ((token(), j["job_id"]), (tok, str(uuid.uuid4()))):
+        r = stack.get(f"/api/jobs/{job_id}/events", token=who)
+        assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text

@@ -272,7 +272,7 @@ def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_
         assert r.status_code == 503 and r.json()["code"] == "BUSY", r.text[:300]
         assert int(r.headers["Retry-After"]) > 0
         health = stack.get("/health", timeout=5).json()
-        assert health["downloads"] == {"active": senders, "limit": senders}, health
+        assert health["streams"] == {"active": senders, "limit": senders}, health
         # senders killed by a signal give their places back at once, also
         # while their workers wait for requests (each reaps its own on SIGCHLD)
         killed = _senders(stack)[:2]
@@ -281,7 +281,7 @@ def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.3)
         health = stack.get("/health", timeout=5).json()
-        assert health["downloads"]["active"] == senders - 2, health
+        assert health["streams"]["active"] == senders - 2, health
         for _ in range(2):
             s, status, head = _stalled_download(stack, tok, path)
             socks.append(s)
@@ -301,7 +301,7 @@ def test_stalled_archive_downloads_leave_the_api_free(stack, token, upload, tmp_
         time.sleep(0.5)
     assert r.status_code == 200 and len(r.content) == size, (r.status_code, r.text[:300])
     _check_zip(stack, r.content, job_id, "hpss", ["harmonic", "percussive"])
-    assert stack.get("/health", timeout=5).json()["downloads"]["active"] == 0
+    assert stack.get("/health", timeout=5).json()["streams"]["active"] == 0
 
 
 def _storage_files(stack):
