@@ -7,13 +7,13 @@ Reads each IN.wav as written (the C tests write 22,050 Hz mono float WAVs)
 and writes {"essentia_version", "files": {IN.wav: {"danceability", "dfa"}}}
 from essentia.standard.Danceability at the file's own rate, its other
 parameters at their defaults. The JSON is written atomically."""
-import json
-import os
 import sys
 
 import essentia
 import essentia.standard as es
 import soundfile as sf
+
+from oracle_io import write_json
 
 
 def main():
@@ -27,10 +27,7 @@ def main():
         y, sr = sf.read(src, dtype="float32", always_2d=True)
         d, dfa = es.Danceability(sampleRate=sr)(y.mean(axis=1).astype("float32"))
         out["files"][src] = {"danceability": float(d), "dfa": [float(v) for v in dfa]}
-    tmp = dst + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
-        json.dump(out, f)
-    os.replace(tmp, dst)
+    write_json(dst, out)
     return 0
 
 

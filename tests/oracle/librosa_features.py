@@ -11,13 +11,13 @@ population standard deviations over frames of: mfcc, chroma, spectral
 centroid / bandwidth / rolloff (0.85) / flatness / contrast, rms,
 zero-crossing rate, plus the onset-strength envelope and librosa's own
 beat_track tempo for information. The JSON is written atomically."""
-import json
-import os
 import sys
 
 import numpy as np
 import soundfile as sf
 import librosa
+
+from oracle_io import write_json
 
 
 def stats(x):
@@ -48,10 +48,7 @@ def main():
     out["onset_env"] = [float(v) for v in env]
     tempo, _ = librosa.beat.beat_track(onset_envelope=env, sr=sr)
     out["librosa_tempo"] = float(np.atleast_1d(tempo)[0])
-    tmp = dst + ".tmp.%d" % os.getpid()
-    with open(tmp, "w") as f:
-        json.dump(out, f)
-    os.replace(tmp, dst)
+    write_json(dst, out)
     return 0
 
 
