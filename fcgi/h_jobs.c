@@ -46,25 +46,23 @@ static dx_status job_json(dx_req *r, const char *id, json_object **out) {
 static const char *const job_statuses[] = {"queued", "running", "completed", "failed", "cancelled", NULL};
 static const char *const job_types[] = {"separate", "analyze", "probe", NULL}; /* the ones the API queues */
 
+static int one_of(const char *v, const char *const *list) {
+  for (; *list; list++)
+    if (!strcmp(v, *list)) return 1;
+  return 0;
+}
+
 dx_status dx_h_jobs_list(dx_req *r) {
   dx_page pg;
   dx_status st = dx_page_parse(r, &pg);
   const char *status = dx_req_query(r, "status"), *type = dx_req_query(r, "type");
-  if (status) {
-    int ok = 0;
-    for (int i = 0; job_statuses[i]; i++) ok |= !strcmp(status, job_statuses[i]);
-    if (!ok) {
-      dx_valid_add(r, "status", "must be one of queued, running, completed, failed, cancelled");
-      st = DX_ERR_VALIDATION_ERROR;
-    }
+  if (status && !one_of(status, job_statuses)) {
+    dx_valid_add(r, "status", "must be one of queued, running, completed, failed, cancelled");
+    st = DX_ERR_VALIDATION_ERROR;
   }
-  if (type) {
-    int ok = 0;
-    for (int i = 0; job_types[i]; i++) ok |= !strcmp(type, job_types[i]);
-    if (!ok) {
-      dx_valid_add(r, "type", "must be one of separate, analyze, probe");
-      st = DX_ERR_VALIDATION_ERROR;
-    }
+  if (type && !one_of(type, job_types)) {
+    dx_valid_add(r, "type", "must be one of separate, analyze, probe");
+    st = DX_ERR_VALIDATION_ERROR;
   }
   if (st != DX_OK) return st;
   long long total = 0;
