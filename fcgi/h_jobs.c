@@ -1,9 +1,10 @@
-/* h_jobs.c: the job routes: list (?status=, ?type=), get, cancel, and POST
- * /api/jobs/probe (queues a `probe` job that has the engine re-read a
- * track's metadata); and what the routes that queue jobs share: the
- * track_id / track_ids of a request, and queueing one job per track, all
- * or none (dx_jobs_submit). A user sees their own jobs, an admin every job.
- * One request at a time per worker process. */
+/* h_jobs.c: the job routes: list (?status=, ?type=), get, cancel one or
+ * all of one's own (?type=), and POST /api/jobs/probe (queues a `probe`
+ * job that has the engine re-read a track's metadata); and what the routes
+ * that queue jobs share: the track_id / track_ids of a request, and
+ * queueing one job per track, all or none (dx_jobs_submit). A user sees
+ * their own jobs, an admin every job. One request at a time per worker
+ * process. */
 #include <stdio.h>
 #include <string.h>
 
@@ -101,6 +102,24 @@ dx_status dx_h_jobs_cancel(dx_req *r) {
   json_object *j;
   st = job_json(r, id, &j);
   return st == DX_OK ? dx_resp_json(r, 200, j) : st;
+}
+
+/* DELETE /api/jobs[?type=]: the caller's own unfinished jobs (admins' too:
+ * only their own), as DELETE /api/jobs/:id does one, in two statements. */
+dx_status dx_h_jobs_cancel_all(dx_req *r) {
+  const char *type = dx_req_query(r, "type");
+  if (type && !one_of(type, job_types)) {
+    dx_valid_add(r, "type", "must be one of separate, analyze, probe");
+    return DX_ERR_VALIDATION_ERROR;
+  }
+  long long queued = 0, running = 0;
+  dx_errbuf e;
+  dx_status st = dx_job_cancel_all(r->db, r->user.id, type, &queued, &running, &e);
+  if (st != DX_OK) return dx_fail(&r->err, st, "cancel: %s", e.msg);
+  json_object *d = json_object_new_object();
+  json_object_object_add(d, "cancelled", json_object_new_int64(queued));
+  json_object_object_add(d, "cancelling", json_object_new_int64(running));
+  return dx_resp_json(r, 200, d);
 }
 
 /* Check the body {"track_id"} (no other fields) and submit a job of type. */

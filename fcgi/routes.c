@@ -15,6 +15,7 @@ dx_status dx_h_jobs_list(dx_req *r);
 dx_status dx_h_jobs_probe(dx_req *r);
 dx_status dx_h_jobs_get(dx_req *r);
 dx_status dx_h_jobs_cancel(dx_req *r);
+dx_status dx_h_jobs_cancel_all(dx_req *r);
 dx_status dx_h_jobs_events(dx_req *r);
 dx_status dx_h_files(dx_req *r);
 dx_status dx_h_processing_separate(dx_req *r);
@@ -40,6 +41,7 @@ const dx_route dx_routes[] = {
     {"DELETE", "/api/tracks/:id", dx_h_tracks_delete, AUTH, 0},
 
     {"GET", "/api/jobs", dx_h_jobs_list, AUTH, 0},
+    {"DELETE", "/api/jobs", dx_h_jobs_cancel_all, AUTH, 0},
     {"POST", "/api/jobs/probe", dx_h_jobs_probe, HEAVY | DX_ROUTE_BODY_JSON, 16 << 10},
     {"GET", "/api/jobs/:id", dx_h_jobs_get, AUTH, 0},
     {"DELETE", "/api/jobs/:id", dx_h_jobs_cancel, AUTH, 0},

@@ -63,6 +63,11 @@ int dx_job_wake_wait(int fd, int timeout_ms);
  * non-NULL); DX_ERR_EXISTS when the job has already finished; DX_ERR_BUSY in
  * the rare case the job kept changing state under it (try again). */
 dx_status dx_job_cancel(dx_db *db, const char *job_id, const char *user_id, dx_errbuf *err);
+/* Cancel every unfinished job of user_id (of type, when not NULL) as
+ * dx_job_cancel does one: *queued receive how many were cancelled at once,
+ * *running how many were asked to stop. */
+dx_status dx_job_cancel_all(dx_db *db, const char *user_id, const char *type, long long *queued, long long *running,
+                            dx_errbuf *err);
 
 /* Claim the runnable job (status queued, run_after <= now) of the lowest
  * turn, the oldest of that turn (see dx_job_enqueue), of one of

@@ -124,6 +124,28 @@ dx_status dx_job_cancel(dx_db *db, const char *job_id, const char *user_id, dx_e
   return dx_fail(err, DX_ERR_BUSY, "job kept changing state; try again");
 }
 
+dx_status dx_job_cancel_all(dx_db *db, const char *user_id, const char *type, long long *queued, long long *running,
+                            dx_errbuf *err) {
+  *queued = *running = 0;
+  if (!user_id || !dx_uuid_valid(user_id)) return dx_fail(err, DX_ERR_INVALID, "cancel needs a valid user id");
+  if (type && !type_valid(type)) return dx_fail(err, DX_ERR_INVALID, "bad job type");
+  uint64_t n = 0;
+  /* queued first: a job claimed in between is then asked to stop below */
+  dx_status st = dx_db_exec(db, &n, err,
+                            "UPDATE jobs SET status = 'cancelled', finished_at = UTC_TIMESTAMP(3),"
+                            " lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 1"
+                            " WHERE user_id = %s AND status = 'queued' AND (%s IS NULL OR type = %s)",
+                            user_id, type, type);
+  if (st != DX_OK) return st;
+  *queued = (long long)n;
+  st = dx_db_exec(db, &n, err,
+                  "UPDATE jobs SET cancel_requested = 1"
+                  " WHERE user_id = %s AND status = 'running' AND cancel_requested = 0 AND (%s IS NULL OR type = %s)",
+                  user_id, type, type);
+  if (st == DX_OK) *running = (long long)n;
+  return st;
+}
+
 /* "a,b,c" from a NULL-terminated list of valid type names, for FIND_IN_SET. */
 static dx_status types_csv(const char *const *types, char *out, size_t n, dx_errbuf *err) {
   size_t len = 0;

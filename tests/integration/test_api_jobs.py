@@ -147,3 +147,22 @@ def test_job_events_stream(stack, token, audio, upload, no_stack_demixd, spawn_d
     for who, job_id in ((token(), j["job_id"]), (tok, str(uuid.uuid4()))):
         r = stack.get(f"/api/jobs/{job_id}/events", token=who)
         assert r.status_code == 404 and r.json()["code"] == "NOT_FOUND", r.text
+
+
+def test_cancel_all_of_a_kind(stack, token, audio, upload, no_stack_demixd):
+    """DELETE /api/jobs[?type=]: a batch called off in one request, the
+    caller's own jobs only."""
+    tok, other = token(), token()
+    ids = [_data(upload(tok, audio("wav", seconds=0.3 + 0.1 * i)), 201)["id"] for i in range(3)]
+    jobs = _data(stack.post("/api/analysis/analyze", token=tok, json={"track_ids": ids}), 202)["jobs"]
+    probe = _data(stack.post("/api/jobs/probe", token=tok, json={"track_id": ids[0]}), 202)
+    theirs = _data(stack.post("/api/jobs/probe", token=other,
+                              json={"track_id": _data(upload(other, audio("wav", seconds=0.3)), 201)["id"]}), 202)
+    assert _data(stack.delete("/api/jobs?type=analyze", token=tok), 200) == {"cancelled": 3, "cancelling": 0}
+    assert all(_data(stack.get(f"/api/jobs/{j['job_id']}", token=tok), 200)["status"] == "cancelled" for j in jobs)
+    assert _data(stack.get(f"/api/jobs/{probe['job_id']}", token=tok), 200)["status"] == "queued"
+    assert _data(stack.delete("/api/jobs", token=tok), 200) == {"cancelled": 1, "cancelling": 0}
+    assert _data(stack.get(f"/api/jobs/{probe['job_id']}", token=tok), 200)["status"] == "cancelled"
+    assert _data(stack.get(f"/api/jobs/{theirs['job_id']}", token=other), 200)["status"] == "queued"
+    r = stack.delete("/api/jobs?type=everything", token=tok)
+    assert r.status_code == 422 and "type" in r.json()["details"], r.text

@@ -264,6 +264,31 @@ DX_TEST(db_fail_retry_backoff_release_and_lapse) {
   CHECK(status_is(b, "failed") && q_ll("SELECT error = 'corrupt file' FROM jobs WHERE id = %s", b) == 1);
 }
 
+DX_TEST(db_cancel_all_of_a_user) {
+  if (!db_ready()) SKIP("DEMIX_TEST_DB=1 not set");
+  clean();
+  char a1[DX_UUID_LEN], a2[DX_UUID_LEN], b[DX_UUID_LEN], other[DX_UUID_LEN];
+  dx_errbuf err = {{0}};
+  CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_a", NULL, 3, a1, &err) == DX_OK);
+  CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_a", NULL, 3, a2, &err) == DX_OK);
+  CHECK(dx_job_enqueue(g_db, g_user, NULL, "unit_b", NULL, 3, b, &err) == DX_OK);
+  CHECK(dx_job_enqueue(g_db, g_other, NULL, "unit_a", NULL, 3, other, &err) == DX_OK);
+  dx_job j;
+  const char *only_a[] = {"unit_a", NULL};
+  CHECK(dx_job_claim(g_db, "h:1:0", 30, only_a, &j, &err) == DX_OK && !strcmp(j.id, a1));
+  long long q = -1, r = -1;
+  CHECK(dx_job_cancel_all(g_db, g_user, "unit_a", &q, &r, &err) == DX_OK && q == 1 && r == 1);
+  CHECK(status_is(a2, "cancelled") && status_is(a1, "running") && status_is(b, "queued") && status_is(other, "queued"));
+  int cancel = 0;
+  CHECK(dx_job_heartbeat(g_db, &j, "h:1:0", 30, 10, &cancel, &err) == DX_OK && cancel == 1);
+  CHECK(dx_job_cancel_all(g_db, g_user, NULL, &q, &r, &err) == DX_OK && q == 1 && r == 0); /* a1 was asked already */
+  CHECK(status_is(b, "cancelled") && status_is(other, "queued"));
+  CHECK(dx_job_cancel_all(g_db, "nope", NULL, &q, &r, &err) == DX_ERR_INVALID);
+  CHECK(dx_job_cancel_all(g_db, g_user, "Bad!", &q, &r, &err) == DX_ERR_INVALID);
+  CHECK(dx_job_mark_cancelled(g_db, &j, "h:1:0", &err) == DX_OK);
+  dx_job_clear(&j);
+}
+
 static long long turn_of(const char *id) { return q_ll("SELECT queue_turn FROM jobs WHERE id = %s", id); }
 
 /* Users take turns: a user's queue of four does not hold back another
@@ -399,4 +424,5 @@ DX_TEST(db_worker_runs_handlers) {
 DX_TEST_MAIN(DX_T(registry_lists_builtin_and_registered_types), DX_T(retryable_statuses),
              DX_T(wake_socket_round_trip_and_stale_file), DX_T(enqueue_checks_arguments_before_the_database),
              DX_T(handlers_outside_a_worker), DX_T(db_enqueue_and_cancel), DX_T(db_claim_order_types_and_lease_guards),
-             DX_T(db_fail_retry_backoff_release_and_lapse), DX_T(db_users_take_turns), DX_T(db_worker_runs_handlers))
+             DX_T(db_fail_retry_backoff_release_and_lapse), DX_T(db_cancel_all_of_a_user), DX_T(db_users_take_turns),
+             DX_T(db_worker_runs_handlers))
