@@ -11,14 +11,18 @@
  * The responder checks that the caller may see the job; the stream is then
  * sent by a sender process (main.c; it counts against fcgi_senders, 503
  * BUSY past them) with its own database connection, reading the job's row
- * every 0.4 s. A stream lasts an hour at most and then ends without `end`:
- * an EventSource reconnects on its own. A client that goes away is noticed
- * at the next write. nginx passes the events on unbuffered
+ * every 0.4 s. A stream lasts an hour at most, and no longer than the
+ * demix-fcgi that started it (a restart ends it within 0.4 s), and then
+ * ends without `end`: an EventSource reconnects on its own. A client that
+ * goes away is noticed at the next write. nginx passes the events on unbuffered
  * (X-Accel-Buffering: no). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dx_fcgi.h"
 
@@ -29,6 +33,7 @@
 typedef struct {
   const dx_config *cfg;
   char job_id[DX_UUID_LEN];
+  pid_t master; /* demix-fcgi's parent process: the stream ends with it */
 } events_ctx;
 
 static int send_event(dx_write_fn write_fn, void *wctx, const char *event, json_object *data) {
@@ -57,7 +62,7 @@ static int send_events(void *body_ctx, dx_write_fn write_fn, void *wctx) {
   int last_progress = -1, rc = 0;
   double start = dx_now(), wrote = start;
   if (write_fn(wctx, "retry: 2000\n\n", 13) || write_fn(wctx, "", 0)) return -1;
-  while (dx_now() - start < MAX_SECONDS) {
+  while (dx_now() - start < MAX_SECONDS && !(kill(e->master, 0) != 0 && errno == ESRCH)) {
     if (!db && dx_db_open(e->cfg, &db, &err) != DX_OK) db = NULL; /* down for now: keep-alives meanwhile */
     MYSQL_RES *res = NULL;
     MYSQL_ROW row = NULL;
@@ -117,6 +122,7 @@ dx_status dx_h_jobs_events(dx_req *r) {
   events_ctx *e = dx_pool_calloc(r->pool, sizeof *e);
   if (!e) return dx_fail(&r->err, DX_ERR_NOMEM, "out of memory");
   e->cfg = r->cfg;
+  e->master = getppid(); /* this responder's */
   snprintf(e->job_id, sizeof e->job_id, "%s", id);
   dx_resp_header(r, "Cache-Control", "no-store");
   dx_resp_header(r, "X-Accel-Buffering", "no");

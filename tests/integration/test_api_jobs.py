@@ -3,6 +3,9 @@ ownership and cancelling a queued job; users take turns at the engines; a
 job's progress as server-sent events."""
 
 import json
+import os
+import signal
+import threading
 import uuid
 
 import pytest
@@ -166,3 +169,30 @@ def test_cancel_all_of_a_kind(stack, token, audio, upload, no_stack_demixd):
     assert _data(stack.get(f"/api/jobs/{theirs['job_id']}", token=other), 200)["status"] == "queued"
     r = stack.delete("/api/jobs?type=everything", token=tok)
     assert r.status_code == 422 and "type" in r.json()["details"], r.text
+
+
+def test_job_events_end_with_their_responder(stack, token, audio, upload, no_stack_demixd):
+    """A stream outlives no demix-fcgi: stopping it ends the stream (without
+    `end`, so an EventSource reconnects to the next one)."""
+    tok = token()
+    t = _data(upload(tok, audio("wav", seconds=0.5)), 201)
+    j = _data(stack.post("/api/jobs/probe", token=tok, json={"track_id": t["id"]}), 202)
+    r, events = _event_stream(stack, tok, j["job_id"])
+    assert next(events)[1]["status"] == "queued"
+    rest, ended = [], threading.Event()
+
+    def drain():
+        try:
+            rest.extend(events)
+        except requests.exceptions.RequestException:  # nginx may cut the chunked body short
+            pass
+        ended.set()
+    threading.Thread(target=drain, daemon=True).start()
+    os.kill(int((stack.run_dir / "demix-fcgi.pid").read_text()), signal.SIGTERM)
+    try:
+        assert ended.wait(10), "the stream outlived its demix-fcgi"
+        assert all(n != "end" for n, _ in rest), rest
+    finally:
+        r.close()
+        stack.ensure_up()
+    assert stack.get("/health").status_code == 200
