@@ -44,6 +44,13 @@ static int send_event(dx_write_fn write_fn, void *wctx, const char *event, json_
          write_fn(wctx, "", 0);
 }
 
+static int send_end(dx_write_fn write_fn, void *wctx) {
+  json_object *none = json_object_new_object();
+  int rc = send_event(write_fn, wctx, "end", none);
+  json_object_put(none);
+  return rc;
+}
+
 static int is_final(const char *status) {
   return !strcmp(status, "completed") || !strcmp(status, "failed") || !strcmp(status, "cancelled");
 }
@@ -70,7 +77,7 @@ static int send_events(void *body_ctx, dx_write_fn write_fn, void *wctx) {
       row = mysql_fetch_row(res);
       if (!row) { /* gone with its user */
         mysql_free_result(res);
-        rc = send_event(write_fn, wctx, "end", json_object_new_object());
+        rc = send_end(write_fn, wctx);
         break;
       }
       const char *status = row[2] ? row[2] : "";
@@ -80,7 +87,7 @@ static int send_events(void *body_ctx, dx_write_fn write_fn, void *wctx) {
         rc = send_event(write_fn, wctx, "job", job);
         json_object_put(job);
         mysql_free_result(res);
-        if (!rc) rc = send_event(write_fn, wctx, "end", json_object_new_object());
+        if (!rc) rc = send_end(write_fn, wctx);
         break;
       }
       if (strcmp(status, last_status) || progress != last_progress) {
