@@ -122,23 +122,16 @@ dx_status dx_h_jobs_cancel_all(dx_req *r) {
   return dx_resp_json(r, 200, d);
 }
 
-/* Check the body {"track_id"} (no other fields) and submit a job of type. */
-static dx_status enqueue_for_track(dx_req *r, const char *type) {
-  json_object *v = NULL;
-  if (!json_object_object_get_ex(r->body, "track_id", &v) || json_object_is_type(v, json_type_null)) {
-    dx_valid_add(r, "track_id", "is required");
-    return DX_ERR_VALIDATION_ERROR;
-  }
-  if (!json_object_is_type(v, json_type_string)) {
-    dx_valid_add(r, "track_id", "must be a string");
-    return DX_ERR_VALIDATION_ERROR;
-  }
+/* Check the body {"track_id"} or {"track_ids"} (no other fields) and submit
+ * a job of type for each track. */
+static dx_status enqueue_for_tracks(dx_req *r, const char *type) {
+  dx_track_ids t;
+  dx_track_ids_parse(r, &t);
   json_object_object_foreach(r->body, name, val) {
     (void)val;
-    if (strcmp(name, "track_id")) dx_valid_add(r, name, "unknown field");
+    if (strcmp(name, "track_id") && strcmp(name, "track_ids")) dx_valid_add(r, name, "unknown field");
   }
   if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
-  dx_track_ids t = {.ids = {json_object_get_string(v)}, .n = 1};
   return dx_jobs_submit(r, &t, type, NULL, NULL, "/api/jobs/");
 }
 
@@ -263,4 +256,4 @@ dx_status dx_jobs_submit(dx_req *r, const dx_track_ids *t, const char *type, con
   return dx_resp_json(r, 202, d);
 }
 
-dx_status dx_h_jobs_probe(dx_req *r) { return enqueue_for_track(r, "probe"); }
+dx_status dx_h_jobs_probe(dx_req *r) { return enqueue_for_tracks(r, "probe"); }

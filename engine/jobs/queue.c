@@ -92,15 +92,18 @@ dx_status dx_job_enqueue(dx_db *db, const char *user_id, const char *track_id, c
   return DX_OK;
 }
 
+/* What cancelling a queued job writes (dx_job_cancel, dx_job_cancel_all). */
+#define CANCEL_QUEUED                                                                                           \
+  "UPDATE jobs SET status = 'cancelled', finished_at = UTC_TIMESTAMP(3), lease_owner = NULL,"                 \
+  " lease_expires_at = NULL, cancel_requested = 1"
+
 dx_status dx_job_cancel(dx_db *db, const char *job_id, const char *user_id, dx_errbuf *err) {
   if (!job_id || !dx_uuid_valid(job_id)) return dx_fail(err, DX_ERR_NOT_FOUND, "no such job");
   /* A job can move between the statements (released, requeued); a few rounds settle it. */
   for (int round = 0; round < 4; round++) {
     uint64_t n = 0;
     dx_status st = dx_db_exec(db, &n, err,
-                              "UPDATE jobs SET status = 'cancelled', finished_at = UTC_TIMESTAMP(3),"
-                              " lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 1"
-                              " WHERE id = %s AND status = 'queued' AND (%s IS NULL OR user_id = %s)",
+                              CANCEL_QUEUED " WHERE id = %s AND status = 'queued' AND (%s IS NULL OR user_id = %s)",
                               job_id, user_id, user_id);
     if (st != DX_OK) return st;
     if (n) return DX_OK;
@@ -132,9 +135,7 @@ dx_status dx_job_cancel_all(dx_db *db, const char *user_id, const char *type, lo
   uint64_t n = 0;
   /* queued first: a job claimed in between is then asked to stop below */
   dx_status st = dx_db_exec(db, &n, err,
-                            "UPDATE jobs SET status = 'cancelled', finished_at = UTC_TIMESTAMP(3),"
-                            " lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 1"
-                            " WHERE user_id = %s AND status = 'queued' AND (%s IS NULL OR type = %s)",
+                            CANCEL_QUEUED " WHERE user_id = %s AND status = 'queued' AND (%s IS NULL OR type = %s)",
                             user_id, type, type);
   if (st != DX_OK) return st;
   *queued = (long long)n;

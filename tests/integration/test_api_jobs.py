@@ -50,6 +50,15 @@ def test_probe_needs_an_owned_track(stack, token, audio, upload):
     r = stack.post("/api/jobs/probe", token=owner, data=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     assert isinstance(r.json()["code"], str)
+    # a library re-read in one request: all or none, unknown fields refused
+    mine = _data(upload(owner, audio("wav", seconds=0.3)), 201)
+    r = stack.post("/api/jobs/probe", token=owner, json={"track_ids": [t["id"], mine["id"]]})
+    assert [j["track_id"] for j in _data(r, 202)["jobs"]] == [t["id"], mine["id"]]
+    theirs = _data(upload(other, audio("wav", seconds=0.3)), 201)
+    r = stack.post("/api/jobs/probe", token=owner, json={"track_ids": [t["id"], theirs["id"]]})
+    assert r.status_code == 404 and r.json()["details"]["track_ids"] == [theirs["id"]], r.text
+    r = stack.post("/api/jobs/probe", token=owner, json={"track_id": t["id"], "deep": True})
+    assert r.status_code == 422 and "deep" in r.json()["details"], r.text
 
 
 def test_other_users_job_is_404(stack, token, audio, upload):
