@@ -212,9 +212,10 @@ void dx_track_ids_parse(dx_req *r, dx_track_ids *out);
 int dx_track_ids_visible(dx_req *r, const dx_track_ids *t, dx_status *st);
 
 /* Queue a job of type (params_json: an object or NULL) for each of t's
- * tracks, all or none: every track must be one the caller may see
- * (dx_track_ids_visible) and the jobs go in in one transaction, so the engines take them in
- * consecutive turns of the caller's (dx_job_enqueue). Wakes the engine and
+ * tracks, which the caller has checked with dx_track_ids_visible, all or
+ * none: the jobs go in in one transaction, so the engines take them in
+ * consecutive turns of the caller's (dx_job_enqueue); a track deleted
+ * meanwhile is DX_ERR_NOT_FOUND. Wakes the engine and
  * answers 202: one track {"data": {"job_id", "track_id", ...extra,
  * "status": "queued"}} with a Location header (location_prefix + job id);
  * a bulk request {"data": {"jobs": [such objects]}}. extra (may be NULL,

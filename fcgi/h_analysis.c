@@ -45,6 +45,8 @@ dx_status dx_h_analysis_analyze(dx_req *r) {
     }
   }
   if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
+  dx_status st;
+  if (!dx_track_ids_visible(r, &t, &st)) return st;
   if (!mask) mask = DX_AF_ALL;
   json_object *params = json_object_new_object(), *list = json_object_new_array();
   for (unsigned b = 1; b <= DX_AF_ALL; b <<= 1)

@@ -132,6 +132,8 @@ static dx_status enqueue_for_tracks(dx_req *r, const char *type) {
     if (strcmp(name, "track_id") && strcmp(name, "track_ids")) dx_valid_add(r, name, "unknown field");
   }
   if (dx_valid_any(r)) return DX_ERR_VALIDATION_ERROR;
+  dx_status st;
+  if (!dx_track_ids_visible(r, &t, &st)) return st;
   return dx_jobs_submit(r, &t, type, NULL, NULL, "/api/jobs/");
 }
 
@@ -228,8 +230,6 @@ int dx_track_ids_visible(dx_req *r, const dx_track_ids *t, dx_status *st) {
 dx_status dx_jobs_submit(dx_req *r, const dx_track_ids *t, const char *type, const char *params_json,
                          json_object *extra, const char *location_prefix) {
   dx_status st;
-  if (!dx_track_ids_visible(r, t, &st)) return st;
-
   char(*job_ids)[DX_UUID_LEN] = dx_pool_calloc(r->pool, (size_t)t->n * DX_UUID_LEN);
   if (!job_ids) return dx_fail(&r->err, DX_ERR_NOMEM, "out of memory");
   dx_errbuf e;

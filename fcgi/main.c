@@ -97,9 +97,10 @@ static void reaped_sender(atomic_int *running, int status) {
   if (WIFSIGNALED(status)) atomic_fetch_sub(running, 1);
 }
 
-static void reap_senders(senders *s) {
+/* Reap every sender of this process that has ended (async-signal-safe). */
+static void reap_senders(atomic_int *running) {
   int status;
-  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(s->running, status);
+  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(running, status);
 }
 
 /* A worker reaps its senders as they end (SIGCHLD), so the place of one a
@@ -111,8 +112,8 @@ static atomic_int *running_of_this_worker;
 
 static void worker_on_child(int sig) {
   (void)sig;
-  int saved = errno, status;
-  while (waitpid(-1, &status, WNOHANG) > 0) reaped_sender(running_of_this_worker, status);
+  int saved = errno;
+  reap_senders(running_of_this_worker);
   errno = saved;
 }
 
@@ -187,7 +188,7 @@ static int handle(FCGX_Request *fr, dx_worker *w, dx_pool *pool, senders *snd) {
   r.read_ctx = fr->in;
   dx_dispatch(&r, dx_routes, dx_routes_count);
   if (r.resp.body_fn && strcmp(r.method, "HEAD") != 0) {
-    reap_senders(snd);
+    reap_senders(snd->running); /* one that ended while SIGCHLD was blocked */
     if (!take_sender(snd)) {
       DX_WARN("%s %s: all %d senders are busy", r.method, r.path, snd->max);
       r.resp.nheaders = 0; /* the download's own (Content-Disposition...) */
